@@ -177,15 +177,23 @@ def test_updates_are_coalesced_per_interval(small_topology) -> None:
     assert events[-1].at == "2026-11-27T10:00:30Z"
 
 
-def test_resolve_after_all_members_resolve_then_a_new_incident(small_topology) -> None:
+def test_resolve_then_reopen_within_the_window_then_a_new_incident(small_topology) -> None:
     rows = [
         alert(0, "HostDown", instance="h3:9100"),
         alert(60, "HostDown", status="resolved", instance="h3:9100"),
         alert(120, "HostDown", instance="h3:9100"),
+        alert(180, "HostDown", status="resolved", instance="h3:9100"),
+        alert(900, "HostDown", instance="h3:9100"),
     ]
-    events, fates, _ = run(rows, small_topology)
-    assert fates[0] == fates[1] != fates[2]
-    assert [e.event for e in events] == ["open", "resolve", "open"]
+    events, fates, _ = run(rows, small_topology, reopen_window=300 * SECOND)
+    assert fates[0] == fates[1] == fates[2] == fates[3] != fates[4]
+    assert [(e.event, e.version, e.reason) for e in events] == [
+        ("open", 1, None),
+        ("resolve", 2, "resolved"),
+        ("open", 3, "reopened"),
+        ("resolve", 4, "resolved"),
+        ("open", 1, None),
+    ]
 
 
 def test_ids_are_stable_and_batching_does_not_change_the_output(small_topology) -> None:
@@ -233,7 +241,13 @@ def test_every_alert_ends_in_one_incident_or_one_drop_reason(
     assert sorted(fates) == list(range(len(rows)))
     ids = set(correlator.incident_ids())
     assert all(f in ids or f in DROP_REASONS[1:] for f in fates.values())
-    opened = [e.id for e in events if e.event == "open"]
-    assert len(opened) == len(set(opened)) == correlator.incidents_created
+    history: dict[str, list[IncidentEvent]] = {}
     for event in events:
-        assert event.event != "open" or event.version == 1
+        history.setdefault(event.id, []).append(event)
+    assert set(history) == ids
+    for stream in history.values():
+        assert [e.version for e in stream] == list(range(1, len(stream) + 1))
+        assert stream[0].event == "open"
+        for before, after in zip(stream, stream[1:], strict=False):
+            assert (after.event == "open") == (after.reason == "reopened")
+            assert after.event != "open" or before.event == "resolve"

@@ -42,6 +42,7 @@ class IncidentEvent(msgspec.Struct, frozen=True):
     firing_count: int
     ci_count: int
     affected_cis: list[str]
+    affected_by_type: dict[str, int]
     affected_services: list[str]
     fingerprints: list[str]
     explanation: str

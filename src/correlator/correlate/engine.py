@@ -1,6 +1,6 @@
 """``Correlator``: owns the correlation state and turns batches into incident events.
 
-The state is a set of numpy arrays (see ``layout``) mutated by the numba
+The state is a tuple of numpy arrays (see ``layout``) mutated by the numba
 kernel; this class grows them when the kernel reports one is full, and turns
 the kernel's event rows into ``IncidentEvent`` records. It is used by one
 thread (the correlation loop), so it takes no locks.
@@ -16,6 +16,8 @@ from correlator.batch import SEVERITY_NAMES, AlertBatch
 from correlator.correlate import kernel
 from correlator.correlate.layout import (
     C_NF,
+    CI_DOM_CHILDREN,
+    CI_LAST_INC,
     CI_MEMBER_INC,
     CI_NF,
     CI_ROOT_INC,
@@ -29,6 +31,7 @@ from correlator.correlate.layout import (
     I_ID_TS,
     I_MERGED_INTO,
     I_NF,
+    I_VERSION,
     INFORMATIONAL,
     N_EV,
     N_INC,
@@ -39,15 +42,24 @@ from correlator.correlate.layout import (
     NEED_GRPTAB,
     NEED_INC,
     NEED_POOL,
-    NEED_QUEUE,
-    Q_HEAD,
-    Q_TAIL,
+    NEED_SQ,
+    NEED_UQ,
+    NEED_XQ,
     S_DEDUP,
     S_DROP_INFO,
+    S_INFER_MIN,
+    S_INFER_PERMILLE,
     S_NF,
+    S_REOPEN,
+    S_RESOLVE_TIMEOUT,
+    S_SETTLE,
     S_UPDATE_INTERVAL,
     S_WINDOW,
     SIGNIFICANCE_NAMES,
+    SQ_HEAD,
+    SQ_TAIL,
+    UQ_HEAD,
+    UQ_TAIL,
     V_ALERTS,
     V_CI_HEAD,
     V_CI_LEN,
@@ -56,6 +68,7 @@ from correlator.correlate.layout import (
     V_FP_HEAD,
     V_FP_LEN,
     V_INC,
+    V_INFERRED,
     V_KIND,
     V_LAST,
     V_MERGED_INTO,
@@ -67,6 +80,8 @@ from correlator.correlate.layout import (
     V_TS,
     V_VERSION,
     WARNING_SIG,
+    XQ_HEAD,
+    XQ_TAIL,
 )
 from correlator.fingerprint import format_fingerprint
 from correlator.incident import IncidentEvent, RootCause, incident_id
@@ -79,15 +94,55 @@ SECOND = 10**9
 SIGNIFICANCE_BY_SEVERITY = np.array(
     [WARNING_SIG, INFORMATIONAL, WARNING_SIG, EXCEPTION, EXCEPTION], dtype=np.int8
 )
+_QUEUES = {
+    NEED_UQ: (UQ_HEAD, UQ_TAIL, 16),
+    NEED_SQ: (SQ_HEAD, SQ_TAIL, 17),
+    NEED_XQ: (XQ_HEAD, XQ_TAIL, 18),
+}
+_STATE_FIELDS = (
+    "knobs",
+    "ctr",
+    "idom",
+    "tin",
+    "tout",
+    "fp_keys",
+    "fp_vals",
+    "ent",
+    "ent_fp",
+    "cis",
+    "inc",
+    "openset",
+    "pool",
+    "grp_keys",
+    "grp_vals",
+    "ev",
+    "uq",
+    "sq",
+    "xq",
+)
 
 
 @dataclass(frozen=True)
 class CorrelationSettings:
-    """Windows of the first- and second-level stages, in nanoseconds of event time."""
+    """Windows and thresholds of correlation, in nanoseconds of event time.
+
+    ``settle`` holds a new incident back (like Alertmanager's group_wait) so
+    a root that arrives a little after its symptoms absorbs them before any
+    ticket exists. ``resolve_timeout`` expires a firing alert that is not
+    re-sent. An incident that fires again within ``reopen_window`` of its
+    resolution is reopened. A silent CI is inferred as the root when at least
+    ``infer_min_dependents`` and ``infer_ratio`` of its dominator-tree
+    children alert (``infer_min_dependents=0`` turns inference off).
+    """
 
     window: int = 300 * SECOND
     dedup_window: int = 300 * SECOND
     update_interval: int = 30 * SECOND
+    settle: int = 0
+    resolve_timeout: int = 300 * SECOND
+    reopen_window: int = 300 * SECOND
+    infer_min_dependents: int = 5
+    infer_ratio: float = 0.8
     drop_informational: bool = True
 
     def vector(self) -> np.ndarray:
@@ -97,6 +152,11 @@ class CorrelationSettings:
         out[S_DEDUP] = self.dedup_window
         out[S_UPDATE_INTERVAL] = self.update_interval
         out[S_DROP_INFO] = int(self.drop_informational)
+        out[S_SETTLE] = self.settle
+        out[S_RESOLVE_TIMEOUT] = self.resolve_timeout
+        out[S_REOPEN] = self.reopen_window
+        out[S_INFER_MIN] = self.infer_min_dependents
+        out[S_INFER_PERMILLE] = round(self.infer_ratio * 1000)
         return out
 
 
@@ -107,20 +167,24 @@ class Outcome:
     The arrays are in event-time order; ``row[i]`` is the alert's input row.
     ``incident[i]`` is an incident index (see ``Correlator.incident_ids``) or
     -1, in which case ``reason[i]`` names the drop (``layout.DROP_REASONS``).
+    ``why[i]`` and ``via[i]`` say how a placed alert was placed
+    (``layout.WHY_*``) and through which CI index.
     """
 
     events: list[IncidentEvent]
     row: np.ndarray
     incident: np.ndarray
     reason: np.ndarray
+    why: np.ndarray
+    via: np.ndarray
 
 
 def _empty_table(capacity: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(capacity, dtype=np.uint64), np.full(capacity, -1, dtype=np.int64)
 
 
-def _grow_rows(array: np.ndarray, rows: int, fill: int = 0) -> np.ndarray:
-    grown = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
+def _grow_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    grown = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
     grown[: len(array)] = array
     return grown
 
@@ -139,38 +203,60 @@ class Correlator:
         self.vocab = vocab
         self.topology = topology
         self.settings = settings or CorrelationSettings()
-        self._settings = self.settings.vector()
         n_cis = topology.n_cis if topology is not None else 0
         if topology is not None:
-            self._idom = topology.idom.astype(np.int64)
-            self._tin = topology.tin.astype(np.int64)
-            self._tout = topology.tout.astype(np.int64)
+            idom = topology.idom.astype(np.int64)
+            tin = topology.tin.astype(np.int64)
+            tout = topology.tout.astype(np.int64)
         else:
-            self._idom = self._tin = self._tout = np.zeros(0, dtype=np.int64)
-        self._ctr = np.zeros(C_NF, dtype=np.int64)
-        self._fp_keys, self._fp_vals = _empty_table(2 * capacity)
-        self._grp_keys, self._grp_vals = _empty_table(2 * capacity)
-        self._ent = np.zeros((capacity, E_NF), dtype=np.int64)
-        self._ent_fp = np.zeros(capacity, dtype=np.uint64)
-        self._cis = np.zeros((n_cis, CI_NF), dtype=np.int64)
-        self._cis[:, CI_ROOT_INC] = -1
-        self._cis[:, CI_MEMBER_INC] = -1
-        self._inc = np.zeros((capacity, I_NF), dtype=np.int64)
-        self._open = np.zeros(capacity, dtype=np.int64)
-        self._pool = np.zeros((2 * capacity, 2), dtype=np.int64)
-        self._ev = np.zeros((capacity, V_NF), dtype=np.int64)
-        self._queue = np.zeros((capacity, 2), dtype=np.int64)
+            idom = tin = tout = np.zeros(0, dtype=np.int64)
+        cis = np.zeros((n_cis, CI_NF), dtype=np.int64)
+        cis[:, CI_ROOT_INC] = -1
+        cis[:, CI_MEMBER_INC] = -1
+        cis[:, CI_LAST_INC] = -1
+        parents = idom[idom >= 0]
+        cis[:, CI_DOM_CHILDREN] = np.bincount(parents, minlength=n_cis)[:n_cis]
+        fp_keys, fp_vals = _empty_table(2 * capacity)
+        grp_keys, grp_vals = _empty_table(2 * capacity)
+        self._state: list[np.ndarray] = [
+            self.settings.vector(),
+            np.zeros(C_NF, dtype=np.int64),
+            idom,
+            tin,
+            tout,
+            fp_keys,
+            fp_vals,
+            np.zeros((capacity, E_NF), dtype=np.int64),
+            np.zeros(capacity, dtype=np.uint64),
+            cis,
+            np.zeros((capacity, I_NF), dtype=np.int64),
+            np.zeros(capacity, dtype=np.int64),
+            np.zeros((2 * capacity, 2), dtype=np.int64),
+            grp_keys,
+            grp_vals,
+            np.zeros((capacity, V_NF), dtype=np.int64),
+            np.zeros((capacity, 2), dtype=np.int64),
+            np.zeros((capacity, 2), dtype=np.int64),
+            np.zeros((capacity, 2), dtype=np.int64),
+        ]
         self._ids: list[str] = []
+        self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self._state[_STATE_FIELDS.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
 
     @property
     def open_incidents(self) -> int:
-        """How many incidents are open now."""
-        return int(self._ctr[N_OPEN])
+        """How many incidents are open now (sent or still settling)."""
+        return int(self.ctr[N_OPEN])
 
     @property
     def incidents_created(self) -> int:
-        """How many incidents were ever opened."""
-        return int(self._ctr[N_INC])
+        """How many incidents were ever formed (some may never have been sent)."""
+        return int(self.ctr[N_INC])
 
     def process(self, batch: AlertBatch) -> Outcome:
         """Correlate one batch (sorted into event-time order first)."""
@@ -179,6 +265,8 @@ class Correlator:
         significance = SIGNIFICANCE_BY_SEVERITY[batch.severity]
         out_inc = np.full(n, -1, dtype=np.int64)
         out_reason = np.zeros(n, dtype=np.int8)
+        out_why = np.zeros(n, dtype=np.int8)
+        out_via = np.full(n, -1, dtype=np.int64)
         events: list[IncidentEvent] = []
         position = 0
         while True:
@@ -192,66 +280,67 @@ class Correlator:
                 batch.severity,
                 significance,
                 batch.status,
-                self._idom,
-                self._tin,
-                self._tout,
-                self._settings,
-                self._ctr,
-                self._fp_keys,
-                self._fp_vals,
-                self._ent,
-                self._ent_fp,
-                self._cis,
-                self._inc,
-                self._open,
-                self._pool,
-                self._grp_keys,
-                self._grp_vals,
-                self._ev,
-                self._queue,
+                tuple(self._state),
                 out_inc,
                 out_reason,
+                out_why,
+                out_via,
             )
             events.extend(self._drain_events())
             if need == DONE:
                 break
             self._grow(need)
-        return Outcome(events, batch.row, out_inc, out_reason)
+        return Outcome(events, batch.row, out_inc, out_reason, out_why, out_via)
 
-    def advance(self, watermark: int) -> list[IncidentEvent]:
-        """Let event time reach ``watermark`` (ns): emit the updates due by then."""
-        self._grow(NEED_EV, self._ctr[N_OPEN] + 4)
-        self._grow(NEED_QUEUE, self._ctr[N_OPEN] + 4)
-        kernel.fire_timers(self._inc, self._ev, self._ctr, self._queue, self._settings, watermark)
-        return self._drain_events()
+    def advance(self, watermark: int, *, expire: bool = True) -> list[IncidentEvent]:
+        """Let event time reach ``watermark`` (ns): fire the timers due by then.
+
+        With ``expire=False`` alerts that were not re-sent are left firing.
+        """
+        events: list[IncidentEvent] = []
+        while True:
+            need = kernel.shortage(tuple(self._state), int(self.ctr[N_OPEN]))
+            if need == DONE:
+                break
+            self._grow(need)
+        kernel.fire_timers(watermark, expire, tuple(self._state))
+        events.extend(self._drain_events())
+        return events
 
     def flush(self) -> list[IncidentEvent]:
-        """Emit every pending coalesced update (at the end of a replay)."""
-        return self.advance(np.iinfo(np.int64).max)
+        """At the end of a replay: send what is still settling and every pending update.
+
+        Alerts are not expired: a recording that ends mid-storm leaves its
+        incidents open, as they were when it ended.
+        """
+        return self.advance(np.iinfo(np.int64).max, expire=False)
 
     def incident_ids(self) -> list[str]:
         """Ids of every incident created so far, by incident index."""
         self._name_incidents()
         return self._ids
 
+    def sent(self, incidents: np.ndarray) -> np.ndarray:
+        """Whether each incident index was ever sent to the sinks."""
+        return self.inc[incidents, I_VERSION] > 0
+
     def survivors(self, incidents: np.ndarray) -> np.ndarray:
         """Each incident index mapped to the incident it was (transitively) merged into."""
-        created = int(self._ctr[N_INC])
-        merged = self._inc[:created, I_MERGED_INTO]
+        created = int(self.ctr[N_INC])
+        if created == 0:
+            return np.asarray(incidents).copy()
+        merged = self.inc[:created, I_MERGED_INTO]
         target = np.where(merged >= 0, merged, np.arange(created))
         while True:
             hop = target[target]
             if np.array_equal(hop, target):
                 break
             target = hop
-        if created == 0:
-            return np.asarray(incidents).copy()
         return np.where(incidents >= 0, target[np.maximum(incidents, 0)], -1)
 
     def _name_incidents(self) -> None:
-        created = int(self._ctr[N_INC])
-        for j in range(len(self._ids), created):
-            row = self._inc[j]
+        for j in range(len(self._ids), int(self.ctr[N_INC])):
+            row = self.inc[j]
             root = int(row[I_ID_ROOT])
             if root >= 0 and self.topology is not None:
                 key = self.topology.ci_ids[root]
@@ -260,36 +349,34 @@ class Correlator:
                 key = f"{alertname}/{self.vocab[int(row[I_GROUP_VALUE])]}"
             self._ids.append(incident_id(key, int(row[I_ID_TS])))
 
-    def _grow(self, need: int, extra: int = 0) -> None:
-        ctr = self._ctr
+    def _grow(self, need: int) -> None:
+        state = self._state
+        ctr = self.ctr
+        margin = int(2 * ctr[N_OPEN] + 4)
         if need == NEED_ENT:
-            size = 2 * len(self._ent)
-            self._ent = _grow_rows(self._ent, size)
-            self._ent_fp = _grow_rows(self._ent_fp, size)
+            state[7] = _grow_rows(state[7], 2 * len(state[7]))
+            state[8] = _grow_rows(state[8], 2 * len(state[8]))
         elif need == NEED_INC:
-            size = 2 * len(self._inc)
-            self._inc = _grow_rows(self._inc, size)
-            self._open = _grow_rows(self._open, size)
+            state[10] = _grow_rows(state[10], 2 * len(state[10]))
+            state[11] = _grow_rows(state[11], 2 * len(state[11]))
         elif need == NEED_POOL:
-            self._pool = _grow_rows(self._pool, 2 * len(self._pool))
+            state[12] = _grow_rows(state[12], 2 * len(state[12]))
         elif need == NEED_EV:
-            wanted = int(2 * ctr[N_OPEN] + 4 + extra)
-            if ctr[N_EV] + wanted > len(self._ev):
-                self._ev = _grow_rows(self._ev, max(2 * len(self._ev), int(ctr[N_EV]) + wanted))
-        elif need == NEED_QUEUE:
-            head, tail = int(ctr[Q_HEAD]), int(ctr[Q_TAIL])
-            wanted = int(2 * ctr[N_OPEN] + 4 + extra)
-            live = self._queue[head:tail].copy()
-            size = len(self._queue)
-            while len(live) + wanted > size:
+            state[15] = _grow_rows(state[15], max(2 * len(state[15]), int(ctr[N_EV]) + margin))
+        elif need in _QUEUES:
+            head_col, tail_col, index = _QUEUES[need]
+            live = state[index][ctr[head_col] : ctr[tail_col]]
+            size = len(state[index])
+            while len(live) + margin + 2 > size // 2:
                 size *= 2
-            self._queue = np.zeros((size, 2), dtype=np.int64)
-            self._queue[: len(live)] = live
-            ctr[Q_HEAD], ctr[Q_TAIL] = 0, len(live)
+            queue = np.zeros((size, 2), dtype=np.int64)
+            queue[: len(live)] = live
+            state[index] = queue
+            ctr[head_col], ctr[tail_col] = 0, len(live)
         elif need == NEED_FPTAB:
-            self._fp_keys, self._fp_vals = self._rehash(self._fp_keys, self._fp_vals)
+            state[5], state[6] = self._rehash(state[5], state[6])
         elif need == NEED_GRPTAB:
-            self._grp_keys, self._grp_vals = self._rehash(self._grp_keys, self._grp_vals)
+            state[13], state[14] = self._rehash(state[13], state[14])
 
     @staticmethod
     def _rehash(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,45 +385,58 @@ class Correlator:
         return new_keys, new_vals
 
     def _drain_events(self) -> list[IncidentEvent]:
-        count = int(self._ctr[N_EV])
-        self._ctr[N_EV] = 0
+        count = int(self.ctr[N_EV])
+        self.ctr[N_EV] = 0
         if count == 0:
             return []
         self._name_incidents()
-        return [self._materialize(self._ev[e]) for e in range(count)]
+        events = [self._materialize(self.ev[e]) for e in range(count)]
+        for event in events:
+            self.events_by_kind[event.event] += 1
+        return events
 
     def _materialize(self, row: np.ndarray) -> IncidentEvent:
         topology = self.topology
         vocab = self.vocab
         j = int(row[V_INC])
-        entities = kernel.collect(self._pool, int(row[V_FP_HEAD]), int(row[V_FP_LEN]))
-        fingerprints = sorted(format_fingerprint(int(f)) for f in self._ent_fp[entities])
-        cis = np.unique(kernel.collect(self._pool, int(row[V_CI_HEAD]), int(row[V_CI_LEN])))
+        entities = kernel.collect(self.pool, int(row[V_FP_HEAD]), int(row[V_FP_LEN]))
+        fingerprints = sorted(format_fingerprint(int(f)) for f in self.ent_fp[entities])
+        cis = np.unique(kernel.collect(self.pool, int(row[V_CI_HEAD]), int(row[V_CI_LEN])))
         root = int(row[V_ROOT])
         root_alertname = int(row[V_ROOT_ALERTNAME])
+        by_type: dict[str, int] = {}
         if root >= 0 and topology is not None:
             root_cause = RootCause(
                 ci=topology.ci_ids[root],
                 type=topology.type_names[topology.ci_type[root]],
                 alertname=vocab[root_alertname] if root_alertname >= 0 else None,
+                inferred=bool(row[V_INFERRED]),
             )
             affected = sorted(topology.ci_ids[c] for c in cis)
             services = topology.affected_services(cis)
+            counts = np.bincount(topology.ci_type[cis], minlength=len(topology.type_names))
+            by_type = {topology.type_names[k]: int(n) for k, n in enumerate(counts) if n}
         else:
-            inc_row = self._inc[j]
+            inc_row = self.inc[j]
             value = vocab[int(inc_row[I_GROUP_VALUE])]
             root_cause = RootCause(
                 ci=value or None, type=None, alertname=vocab[int(inc_row[I_GROUP_ALERTNAME])]
             )
             affected, services = [], []
         kind = EVENT_NAMES[int(row[V_KIND])]
+        version = int(row[V_VERSION])
         merged = int(row[V_MERGED_INTO])
         merged_id = self._ids[merged] if merged >= 0 else None
         first, last = int(row[V_FIRST]), int(row[V_LAST])
+        reason = None
+        if kind == "resolve":
+            reason = "merged_into" if merged_id else "resolved"
+        elif kind == "open" and version > 1:
+            reason = "reopened"
         return IncidentEvent(
             id=self._ids[j],
             event=kind,
-            version=int(row[V_VERSION]),
+            version=version,
             at=format_ns(int(row[V_TS])),
             root_cause=root_cause,
             severity=SEVERITY_NAMES[int(row[V_SEVERITY])],
@@ -347,10 +447,11 @@ class Correlator:
             firing_count=int(row[V_FIRING]),
             ci_count=len(cis),
             affected_cis=affected,
+            affected_by_type=by_type,
             affected_services=services,
             fingerprints=fingerprints,
             explanation=_explain(root_cause, len(cis), len(fingerprints), last - first, merged_id),
-            reason=("merged_into" if merged_id else "resolved") if kind == "resolve" else None,
+            reason=reason,
             merged_into=merged_id,
         )
 
@@ -365,6 +466,12 @@ def _explain(
         return (
             f"{alerts} alert(s) {root.alertname} {where}: the CI is not in the CMDB, "
             "so they are grouped by alertname and CI label"
+        )
+    if root.inferred:
+        return (
+            f"{ci_count} CIs behind {root.ci} alerted within {format_span(span)} while "
+            f"{root.ci} itself sent nothing; {root.ci} dominates all of them, so it is the "
+            "inferred cause"
         )
     if ci_count <= 1:
         return f"{root.alertname or 'alert'} on {root.ci}; no alerting CI above it explains it"
