@@ -39,6 +39,15 @@ SEVERITY_CODES = {word: code for code, words in _SEVERITY_WORDS.items() for word
 DEFAULT_CI_LABELS = ("ci", "instance", "host", "hostname", "node")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _CHECK_OK, _CHECK_DUPLICATE, _CHECK_BAD_NAME = 0, 1, 2
+# Rows the normalizer refuses, in increasing precedence (the last that applies is reported).
+_NORMALIZE_REJECTS = (
+    "no_timestamp",
+    "bad_status",
+    "invalid_label_name",
+    "duplicate_label",
+    "too_many_labels",
+    "no_labels",
+)
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,7 @@ class Normalizer:
         self._severity_lut = np.zeros(0, dtype=np.int8)
         self._ci_lut = np.zeros(0, dtype=np.int32)
         self._name_ok = np.zeros(0, dtype=np.bool_)
+        self._name_rank = np.zeros(0, dtype=np.int64)
 
     def _extend_tables(self) -> None:
         start = len(self._ci_lut)
@@ -216,6 +226,36 @@ class Normalizer:
             ]
         )
 
+    def _labels(self, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A label-map column as CSR: per-alert offsets, name ids and value ids.
+
+        As a side effect, the name ranks the fingerprint needs are brought up
+        to date with every label name seen in the column.
+        """
+        ptr_parts = [np.zeros(1, dtype=np.int64)]
+        key_parts = []
+        value_parts = []
+        names = [np.zeros(0, dtype=np.int32)]
+        base = 0
+        for chunk in column.chunks:
+            if not isinstance(chunk, pa.MapArray):
+                chunk = pc.cast(chunk, ALERT_SCHEMA.field("labels").type)
+            offsets = chunk.offsets.to_numpy().astype(np.int64)
+            lo, hi = int(offsets[0]), int(offsets[-1])
+            keys, distinct = self.vocab.intern_arrow(chunk.keys.slice(lo, hi - lo))
+            key_parts.append(keys)
+            names.append(distinct)
+            value_parts.append(self.vocab.intern_arrow(chunk.items.slice(lo, hi - lo))[0])
+            ptr_parts.append(offsets[1:] - lo + base)
+            base += hi - lo
+        self._name_rank = self.vocab.name_rank(np.concatenate(names))
+        empty = np.zeros(0, dtype=np.int32)
+        return (
+            np.concatenate(ptr_parts),
+            np.concatenate(key_parts) if key_parts else empty,
+            np.concatenate(value_parts) if value_parts else empty,
+        )
+
     def normalize(
         self, table: pa.Table, rows: np.ndarray, *, received_at: int | None = None
     ) -> tuple[AlertBatch, list[Reject]]:
@@ -226,14 +266,7 @@ class Normalizer:
         without it the rows' own ``receivedAt`` or ``startsAt``/``endsAt`` decide.
         """
         n = table.num_rows
-        labels = table.column("labels").combine_chunks()
-        if not isinstance(labels, pa.MapArray):
-            labels = pc.cast(labels, ALERT_SCHEMA.field("labels").type)
-        offsets = labels.offsets.to_numpy().astype(np.int64)
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        ptr = offsets - lo
-        keys = self.vocab.intern_arrow(labels.keys.slice(lo, hi - lo))
-        values = self.vocab.intern_arrow(labels.items.slice(lo, hi - lo))
+        ptr, keys, values = self._labels(table.column("labels"))
         self._extend_tables()
 
         alertname, severity, ci, ci_label, check = _label_fields(
@@ -272,18 +305,24 @@ class Normalizer:
         ts_set = recv_set | np.where(is_resolved & ends_set, ends_set, starts_set)
 
         counts = np.diff(ptr)
-        reason = np.full(n, "", dtype=object)
-        reason[~ts_set] = "no_timestamp"
-        reason[bad_status] = "bad_status"
-        reason[check == _CHECK_BAD_NAME] = "invalid_label_name"
-        reason[check == _CHECK_DUPLICATE] = "duplicate_label"
-        reason[counts > self.max_labels] = "too_many_labels"
-        reason[counts == 0] = "no_labels"
-        bad = np.flatnonzero(reason != "")
-        rejects = [Reject(int(rows[i]), str(reason[i])) for i in bad]
+        reason = np.zeros(n, dtype=np.int8)
+        for code, failed in enumerate(
+            (
+                ~ts_set,
+                bad_status,
+                check == _CHECK_BAD_NAME,
+                check == _CHECK_DUPLICATE,
+                counts > self.max_labels,
+                counts == 0,
+            ),
+            start=1,
+        ):
+            reason[failed] = code
+        bad = np.flatnonzero(reason)
+        rejects = [Reject(int(rows[i]), _NORMALIZE_REJECTS[reason[i] - 1]) for i in bad]
 
         string_bytes, string_offsets = self.vocab.byte_buffer()
-        rank = self.vocab.name_rank(keys)
+        rank = self._name_rank
         batch = AlertBatch(
             ts=ts.astype(np.int64),
             fingerprint=fingerprint_columns(ptr, keys, values, rank, string_bytes, string_offsets),
@@ -298,7 +337,7 @@ class Normalizer:
             row=np.asarray(rows, dtype=np.int64),
         )
         if len(bad):
-            batch = batch.take(np.flatnonzero(reason == ""))
+            batch = batch.take(np.flatnonzero(reason == 0))
         return batch, rejects
 
 

@@ -26,6 +26,7 @@ from correlator.rejects import Reject
 from correlator.schema import ALERT_SCHEMA, LABELS, TIMESTAMP
 
 DEFAULT_MAX_ROW_BYTES = 1 << 20
+CORRELATION_COLUMNS = ["labels", "startsAt", "endsAt", "receivedAt", "status"]
 _US_MIN = -(2**63 - 1) // 1000
 
 
@@ -200,9 +201,7 @@ def conform(table: pa.Table, *, row_offset: int = 0) -> Decoded:
             columns.append(pa.nulls(n, field.type))
             continue
         column = table.column(field.name)
-        if column.type != field.type and not (
-            pa.types.is_timestamp(column.type) and pa.types.is_timestamp(field.type)
-        ):
+        if column.type != field.type and not _compatible(column.type, field.type):
             try:
                 column = pc.cast(column, field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -215,6 +214,26 @@ def conform(table: pa.Table, *, row_offset: int = 0) -> Decoded:
     return Decoded.clean(pa.Table.from_arrays(columns, schema=schema), row_offset)
 
 
+def _compatible(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Types the normalizer reads as they are: any timestamp unit, dictionary strings."""
+    if pa.types.is_timestamp(found) and pa.types.is_timestamp(wanted):
+        return True
+    if pa.types.is_map(found) and pa.types.is_map(wanted):
+        return all(
+            t == pa.string() or (pa.types.is_dictionary(t) and t.value_type == pa.string())
+            for t in (found.key_type, found.item_type)
+        )
+    return False
+
+
+_PARQUET_DICTIONARIES = ["labels.key_value.key", "labels.key_value.value"]
+
+
+def read_parquet(path: str | Path, *, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet recording, label strings read as dictionaries (no per-row strings built)."""
+    return pq.read_table(path, columns=columns, read_dictionary=_PARQUET_DICTIONARIES)
+
+
 def decode_arrow_stream(payload: bytes, *, row_offset: int = 0) -> Decoded:
     """An Arrow IPC stream; an unreadable stream is one rejected row."""
     try:
@@ -224,11 +243,12 @@ def decode_arrow_stream(payload: bytes, *, row_offset: int = 0) -> Decoded:
     return conform(table, row_offset=row_offset)
 
 
-def read_recording(path: str | Path) -> Decoded:
+def read_recording(path: str | Path, *, columns: list[str] | None = None) -> Decoded:
     """A recorded storm: JSON lines, a JSON array, Arrow IPC, Parquet, or a folder of Parquet.
 
     A folder is read as the daemon's event log: its ``*.parquet`` files in
-    name order.
+    name order. ``columns`` limits what is read from Parquet (the others come
+    back as nulls), e.g. ``CORRELATION_COLUMNS`` when annotations are not needed.
     """
     path = Path(path)
     try:
@@ -238,11 +258,13 @@ def read_recording(path: str | Path) -> Decoded:
                 msg = f"{path}: no *.parquet files in this folder"
                 raise SourceError(msg)
             return conform(
-                pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+                pa.concat_tables(
+                    [read_parquet(f, columns=columns) for f in files], promote_options="permissive"
+                )
             )
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            return conform(pq.read_table(path))
+            return conform(read_parquet(path, columns=columns))
         if suffix in {".arrow", ".arrows", ".ipc"}:
             return decode_arrow_stream(path.read_bytes())
         data = path.read_bytes()

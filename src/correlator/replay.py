@@ -23,7 +23,7 @@ from correlator.correlate.layout import (
     DROP_ORPHAN_RESOLVE,
     DROP_REASONS,
 )
-from correlator.decode import Decoded, read_recording
+from correlator.decode import CORRELATION_COLUMNS, Decoded, read_recording
 from correlator.fingerprint import format_fingerprint
 from correlator.incident import IncidentEvent
 from correlator.rejects import Reject
@@ -126,7 +126,10 @@ def replay(
 ) -> tuple[ReplaySummary, list[IncidentEvent]]:
     """Replay a recording (a path, or already decoded rows) and deliver its incident events."""
     started = time.perf_counter()
-    decoded = recording if isinstance(recording, Decoded) else read_recording(recording)
+    if isinstance(recording, Decoded):
+        decoded = recording
+    else:
+        decoded = read_recording(recording, columns=CORRELATION_COLUMNS)
     vocab = Vocabulary()
     normalizer = Normalizer(vocab, topology, ci_labels=ci_labels)
     batch, rejects = normalizer.normalize(decoded.table, decoded.index)

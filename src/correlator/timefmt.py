@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 
@@ -26,6 +27,7 @@ def parse_duration(text: str | int | float) -> int:
     return sum(int(amount) * _UNITS_NS[unit] for amount, unit in parts)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def format_ns(ns: int) -> str:
     """An event time as RFC 3339 UTC with nanoseconds, e.g. ``2026-11-27T10:00:00.5Z``."""
     seconds, frac = divmod(int(ns), 10**9)

@@ -57,17 +57,21 @@ class Vocabulary:
         intern = self.intern
         return np.fromiter((intern(t) for t in texts), dtype=np.int32)
 
-    def intern_arrow(self, strings: pa.Array) -> np.ndarray:
-        """Ids of an Arrow string array (nulls read as ``""``).
+    def intern_arrow(self, strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of an Arrow string or dictionary-of-string array, and its distinct ids.
 
-        Only the distinct strings pass through Python: the array is
-        dictionary-encoded in C++ and the ids gathered with numpy.
+        Nulls read as ``""``. Only the distinct strings pass through Python: a
+        plain array is dictionary-encoded in C++ first, and the ids are
+        gathered with numpy.
         """
         if len(strings) == 0:
-            return np.zeros(0, dtype=np.int32)
-        encoded = pc.dictionary_encode(pc.fill_null(strings, ""))
-        lut = self.intern_many(encoded.dictionary.to_pylist())
-        return lut[encoded.indices.to_numpy(zero_copy_only=False)]
+            empty = np.zeros(0, dtype=np.int32)
+            return empty, empty
+        if not pa.types.is_dictionary(strings.type):
+            strings = pc.dictionary_encode(strings)
+        lut = np.append(self.intern_many(strings.dictionary.to_pylist()), np.int32(0))
+        indices = pc.fill_null(strings.indices, len(strings.dictionary))
+        return lut[indices.to_numpy(zero_copy_only=False)], lut
 
     def strings(self, ids: Iterable[int]) -> list[str]:
         """The strings behind ``ids``."""
@@ -86,12 +90,13 @@ class Vocabulary:
         return self._bytes, self._bytes_offsets
 
     def name_rank(self, label_names: np.ndarray) -> np.ndarray:
-        """Ranks that order the given label-name ids as their strings sort.
+        """Ranks that order label-name ids as their strings sort.
 
-        The returned array is indexed by string id and is valid for every id
-        seen as a label name so far; it is rebuilt only when a new name shows up.
+        ``label_names`` holds (at least) every distinct name id in use. The
+        returned array is indexed by string id and is valid for every id seen
+        as a label name so far; it is rebuilt only when a new name shows up.
         """
-        new = set(np.unique(label_names).tolist()) - self._label_names
+        new = set(label_names.tolist()) - self._label_names
         if new:
             self._label_names |= new
             ordered = sorted(self._label_names, key=self._strings.__getitem__)

@@ -9,6 +9,7 @@ thread (the correlation loop), so it takes no locks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from correlator.correlate.layout import (
     CI_ROOT_INC,
     DONE,
     E_NF,
+    EV_RESOLVE,
     EVENT_NAMES,
     EXCEPTION,
     I_GROUP_ALERTNAME,
@@ -179,6 +181,12 @@ class Outcome:
     via: np.ndarray
 
 
+class _Impact(NamedTuple):
+    cis: list[str]
+    by_type: dict[str, int]
+    services: list[str]
+
+
 def _empty_table(capacity: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(capacity, dtype=np.uint64), np.full(capacity, -1, dtype=np.int64)
 
@@ -240,6 +248,9 @@ class Correlator:
             np.zeros((capacity, 2), dtype=np.int64),
         ]
         self._ids: list[str] = []
+        self._fp_hex: list[str] = []
+        self._fp_cache: dict[int, tuple[tuple[int, int], list[str]]] = {}
+        self._impact_cache: dict[int, tuple[tuple[int, int], _Impact]] = {}
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -395,16 +406,50 @@ class Correlator:
             self.events_by_kind[event.event] += 1
         return events
 
+    def _fingerprints(self, j: int, head: int, length: int) -> list[str]:
+        """The sorted hex fingerprints of incident ``j``'s first ``length`` members."""
+        cached = self._fp_cache.get(j)
+        if cached is not None and cached[0] == (head, length):
+            return cached[1]
+        entities = kernel.collect(self.pool, head, length)
+        hexes = self._fp_hex
+        for e in range(len(hexes), int(entities.max(initial=-1)) + 1):
+            hexes.append(format_fingerprint(int(self.ent_fp[e])))
+        ordered = entities[np.argsort(self.ent_fp[entities], kind="stable")]
+        listed = [hexes[e] for e in ordered]
+        self._fp_cache[j] = ((head, length), listed)
+        return listed
+
+    def _impact(self, j: int, head: int, length: int) -> _Impact:
+        """Affected CIs, their counts by type and business services of incident ``j``."""
+        cached = self._impact_cache.get(j)
+        if cached is not None and cached[0] == (head, length):
+            return cached[1]
+        topology = self.topology
+        cis = np.unique(kernel.collect(self.pool, head, length))
+        if topology is None or len(cis) == 0:
+            impact = _Impact([], {}, [])
+        else:
+            counts = np.bincount(topology.ci_type[cis], minlength=len(topology.type_names))
+            impact = _Impact(
+                sorted(topology.ci_ids[c] for c in cis),
+                {topology.type_names[k]: int(n) for k, n in enumerate(counts) if n},
+                topology.affected_services(cis),
+            )
+        self._impact_cache[j] = ((head, length), impact)
+        return impact
+
     def _materialize(self, row: np.ndarray) -> IncidentEvent:
         topology = self.topology
         vocab = self.vocab
         j = int(row[V_INC])
-        entities = kernel.collect(self.pool, int(row[V_FP_HEAD]), int(row[V_FP_LEN]))
-        fingerprints = sorted(format_fingerprint(int(f)) for f in self.ent_fp[entities])
-        cis = np.unique(kernel.collect(self.pool, int(row[V_CI_HEAD]), int(row[V_CI_LEN])))
+        fingerprints = self._fingerprints(j, int(row[V_FP_HEAD]), int(row[V_FP_LEN]))
+        impact = self._impact(j, int(row[V_CI_HEAD]), int(row[V_CI_LEN]))
+        if int(row[V_KIND]) == EV_RESOLVE:
+            self._fp_cache.pop(j, None)
+            self._impact_cache.pop(j, None)
         root = int(row[V_ROOT])
         root_alertname = int(row[V_ROOT_ALERTNAME])
-        by_type: dict[str, int] = {}
         if root >= 0 and topology is not None:
             root_cause = RootCause(
                 ci=topology.ci_ids[root],
@@ -412,17 +457,12 @@ class Correlator:
                 alertname=vocab[root_alertname] if root_alertname >= 0 else None,
                 inferred=bool(row[V_INFERRED]),
             )
-            affected = sorted(topology.ci_ids[c] for c in cis)
-            services = topology.affected_services(cis)
-            counts = np.bincount(topology.ci_type[cis], minlength=len(topology.type_names))
-            by_type = {topology.type_names[k]: int(n) for k, n in enumerate(counts) if n}
         else:
             inc_row = self.inc[j]
             value = vocab[int(inc_row[I_GROUP_VALUE])]
             root_cause = RootCause(
                 ci=value or None, type=None, alertname=vocab[int(inc_row[I_GROUP_ALERTNAME])]
             )
-            affected, services = [], []
         kind = EVENT_NAMES[int(row[V_KIND])]
         version = int(row[V_VERSION])
         merged = int(row[V_MERGED_INTO])
@@ -445,12 +485,14 @@ class Correlator:
             last_seen=format_ns(last),
             alert_count=int(row[V_ALERTS]),
             firing_count=int(row[V_FIRING]),
-            ci_count=len(cis),
-            affected_cis=affected,
-            affected_by_type=by_type,
-            affected_services=services,
+            ci_count=len(impact.cis),
+            affected_cis=impact.cis,
+            affected_by_type=impact.by_type,
+            affected_services=impact.services,
             fingerprints=fingerprints,
-            explanation=_explain(root_cause, len(cis), len(fingerprints), last - first, merged_id),
+            explanation=_explain(
+                root_cause, len(impact.cis), len(fingerprints), last - first, merged_id
+            ),
             reason=reason,
             merged_into=merged_id,
         )

@@ -618,6 +618,11 @@ def _resolve_entity(e, t, S):
     return j
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _due(queue, ctr, head_col, tail_col, t):
+    return ctr[head_col] < ctr[tail_col] and queue[ctr[head_col], 0] <= t
+
+
 @numba.njit(nogil=True, cache=True)
 def fire_timers(until, expire, S):
     """Fire every timer due at or before ``until``, oldest first (expiry only if ``expire``)."""
@@ -655,7 +660,7 @@ def fire_timers(until, expire, S):
                 _resolve_entity(e, due, S)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def shortage(S, extra):
     """Which array cannot take one more alert (plus ``extra`` events), or DONE."""
     ctr = S[ST_CTR]
@@ -719,6 +724,7 @@ def correlate(
     pool = S[ST_POOL]
     ev = S[ST_EV]
     uq = S[ST_UQ]
+    sq = S[ST_SQ]
     xq = S[ST_XQ]
     n = ts.shape[0]
     for i in range(start, n):
@@ -726,7 +732,10 @@ def correlate(
         if need != DONE:
             return i, need
         t = ts[i]
-        fire_timers(t, True, S)
+        if _due(sq, ctr, SQ_HEAD, SQ_TAIL, t) or _due(uq, ctr, UQ_HEAD, UQ_TAIL, t) or _due(
+            xq, ctr, XQ_HEAD, XQ_TAIL, t
+        ):
+            fire_timers(t, True, S)
         out_inc[i] = -1
         out_reason[i] = JOINED
         out_via[i] = -1
