@@ -67,23 +67,33 @@ def main() -> None:
 
     recording, cmdb = prepare(args.alerts, args.cis, args.seed)
     topology = load_topology(cmdb)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
-    print(f"storm: {recording.name} ({recording.stat().st_size / 1e6:.1f} MB), "
-          f"topology: {topology.n_cis:,} CIs")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        f"storm: {recording.name} ({recording.stat().st_size / 1e6:.1f} MB), "
+        f"topology: {topology.n_cis:,} CIs"
+    )
     replay(recording, topology=topology)
     timings = []
     for _ in range(args.runs):
-        summary, _ = replay(recording, topology=topology)
+        summary = replay(recording, topology=topology).summary
         timings.append(summary.seconds)
     median = statistics.median(timings)
     print(summary.render())
-    print(f"\nfile to incidents: median {median:.3f} s over {args.runs} runs "
-          f"(min {min(timings):.3f}, max {max(timings):.3f}) = "
-          f"{summary.rows / median:,.0f} alerts/s")
+    print(
+        f"\nfile to incidents: median {median:.3f} s over {args.runs} runs "
+        f"(min {min(timings):.3f}, max {max(timings):.3f}) = "
+        f"{summary.rows / median:,.0f} alerts/s"
+    )
     split = stages(recording, topology)
-    print("stages of one run: " + ", ".join(
-        f"{name} {seconds:.3f} s" for name, seconds in split.items() if name != "events"))
+    print(
+        "stages of one run: "
+        + ", ".join(
+            f"{name} {seconds:.3f} s" for name, seconds in split.items() if name != "events"
+        )
+    )
 
 
 if __name__ == "__main__":

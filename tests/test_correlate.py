@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -22,6 +23,7 @@ SECOND = 10**9
 
 
 def run(rows: list[dict], topology, batches: int = 1, **overrides):
+    overrides.setdefault("settle", 0)
     vocab = Vocabulary()
     normalizer = Normalizer(vocab, topology)
     correlator = Correlator(vocab, topology, CorrelationSettings(**overrides), capacity=4)
@@ -196,6 +198,67 @@ def test_resolve_then_reopen_within_the_window_then_a_new_incident(small_topolog
     ]
 
 
+def test_settle_lets_a_late_root_absorb_its_symptoms_before_any_ticket(small_topology) -> None:
+    rows = [
+        alert(0, "HostDown", instance="h1:9100"),
+        alert(1, "HostDown", instance="h2:9100"),
+        alert(6, "SwitchDown", instance="sw-1:161"),
+    ]
+    events, fates, _ = run(rows, small_topology, settle=10 * SECOND)
+    assert len(set(fates.values())) == 1
+    assert [(e.event, e.at, e.root_cause.ci, e.alert_count) for e in events] == [
+        ("open", "2026-11-27T10:00:10Z", "sw-1", 3)
+    ]
+
+
+def test_a_silent_switch_is_inferred_from_its_hosts(small_topology) -> None:
+    rows = [
+        alert(0, "HostDown", instance="h1:9100"),
+        alert(1, "HostDown", instance="h2:9100"),
+        alert(2, "ServiceDown", ci="svc1"),
+    ]
+    events, fates, _ = run(rows, small_topology, infer_min_dependents=2, infer_ratio=0.8)
+    assert len(set(fates.values())) == 1
+    last = events[-1]
+    assert last.root_cause.ci == "sw-1" and last.root_cause.inferred
+    assert "inferred" in last.explanation
+    assert last.affected_by_type == {"host": 2, "service": 1}
+    late = [*rows, alert(3, "SwitchDown", instance="sw-1:161")]
+    events, _, _ = run(late, small_topology, infer_min_dependents=2, infer_ratio=0.8)
+    assert not events[-1].root_cause.inferred
+    assert events[-1].root_cause.alertname == "SwitchDown"
+
+
+def test_no_inference_when_too_few_dependents_alert(small_topology) -> None:
+    rows = [alert(0, "HostDown", instance="h1:9100")]
+    events, _, _ = run(rows, small_topology, infer_min_dependents=2, infer_ratio=0.5)
+    assert events[-1].root_cause.ci == "h1"
+
+
+def test_alerts_that_are_not_resent_expire_and_resolve_the_incident(small_topology) -> None:
+    rows = [
+        alert(0, "HostDown", instance="h3:9100"),
+        alert(30, "HostDown", instance="h3:9100"),
+        alert(1000, "Other", instance="h1:9100"),
+    ]
+    events, _, _ = run(rows, small_topology, resolve_timeout=300 * SECOND)
+    resolve = next(e for e in events if e.event == "resolve")
+    assert resolve.root_cause.ci == "h3"
+    assert resolve.at == "2026-11-27T10:05:30Z"
+
+
+def test_severity_rises_to_the_highest_member(small_topology) -> None:
+    rows = [
+        alert(0, "SwitchDown", severity="warning", instance="sw-1:161"),
+        alert(100, "HostDown", severity="critical", instance="h1:9100"),
+    ]
+    events, _, _ = run(rows, small_topology)
+    assert [(e.event, e.severity, e.significance) for e in events] == [
+        ("open", "warning", "warning"),
+        ("update", "critical", "exception"),
+    ]
+
+
 def test_ids_are_stable_and_batching_does_not_change_the_output(small_topology) -> None:
     rows = [
         alert(k * 0.5, "HostDown", instance=f"h{1 + k % 3}:9100", k=str(k % 7)) for k in range(200)
@@ -248,6 +311,6 @@ def test_every_alert_ends_in_one_incident_or_one_drop_reason(
     for stream in history.values():
         assert [e.version for e in stream] == list(range(1, len(stream) + 1))
         assert stream[0].event == "open"
-        for before, after in zip(stream, stream[1:], strict=False):
+        for before, after in itertools.pairwise(stream):
             assert (after.event == "open") == (after.reason == "reopened")
             assert after.event != "open" or before.event == "resolve"

@@ -32,7 +32,7 @@ def _duration(text: str) -> int:
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     defaults = CorrelationSettings()
-    group = parser.add_argument_group("correlation")
+    group = parser.add_argument_group("correlation (durations like 30s, 5m, 1h)")
     group.add_argument(
         "--window",
         type=_duration,
@@ -46,10 +46,42 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         help="resends of one alert within this window are duplicates (default 5m)",
     )
     group.add_argument(
+        "--settle",
+        type=_duration,
+        default=defaults.settle,
+        help="hold a new incident this long so a late root can absorb it (default 10s)",
+    )
+    group.add_argument(
         "--update-interval",
         type=_duration,
         default=defaults.update_interval,
-        help="at most one update per incident per interval (default 30s)",
+        help="at most one update per incident per interval (default 1m)",
+    )
+    group.add_argument(
+        "--resolve-timeout",
+        type=_duration,
+        default=defaults.resolve_timeout,
+        help="an alert not re-sent for this long is resolved (default 5m)",
+    )
+    group.add_argument(
+        "--reopen-window",
+        type=_duration,
+        default=defaults.reopen_window,
+        help="an incident firing again this soon after resolving reopens (default 5m)",
+    )
+    group.add_argument(
+        "--infer-min",
+        type=int,
+        default=defaults.infer_min_dependents,
+        metavar="N",
+        help="infer a silent root when at least N of its dependents "
+        "alert (0 turns inference off; default 5)",
+    )
+    group.add_argument(
+        "--infer-ratio",
+        type=float,
+        default=defaults.infer_ratio,
+        help="... and at least this share of them (default 0.8)",
     )
     group.add_argument(
         "--keep-informational",
@@ -72,6 +104,11 @@ def _settings(args: argparse.Namespace) -> CorrelationSettings:
         window=args.window,
         dedup_window=args.dedup,
         update_interval=args.update_interval,
+        settle=args.settle,
+        resolve_timeout=args.resolve_timeout,
+        reopen_window=args.reopen_window,
+        infer_min_dependents=args.infer_min,
+        infer_ratio=args.infer_ratio,
         drop_informational=not args.keep_informational,
     )
 
@@ -85,7 +122,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     sink = JsonlSink(args.out, append=False)
     try:
-        summary, _ = replay(
+        result = replay(
             args.recording,
             topology=_topology(args.topology),
             sinks=[sink],
@@ -95,7 +132,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         )
     finally:
         sink.close()
-    print(summary.render(), file=sys.stderr)
+    print(result.summary.render(), file=sys.stderr)
+    for fingerprint in args.explain or ():
+        print(result.explain(fingerprint), file=sys.stderr)
     return 0
 
 
@@ -143,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--assignments",
         metavar="FILE",
         help="also write each input alert's incident or drop reason here",
+    )
+    rep.add_argument(
+        "--explain",
+        action="append",
+        metavar="FINGERPRINT",
+        help="say why each alert of this fingerprint went where it went (repeatable)",
     )
     _add_settings(rep)
     rep.set_defaults(func=_cmd_replay)

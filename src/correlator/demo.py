@@ -50,7 +50,8 @@ def run_demo(out: TextIO) -> int:
         resources.as_file(data / "demo-storm.jsonl") as storm,
     ):
         topology = load_topology(cmdb)
-        summary, events = replay(storm, topology=topology)
+        result = replay(storm, topology=topology)
+        summary, events = result.summary, result.events
     print(f"Replayed the bundled storm over a {topology.n_cis}-CI network.\n", file=out)
     print(render_incidents(events), file=out)
     top = max(_final_states(events), key=lambda e: e.alert_count, default=None)

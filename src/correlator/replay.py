@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -22,6 +22,12 @@ from correlator.correlate.layout import (
     DROP_INFORMATIONAL,
     DROP_ORPHAN_RESOLVE,
     DROP_REASONS,
+    WHY_DOMINATOR,
+    WHY_GROUPED,
+    WHY_MEMBER,
+    WHY_OPENED,
+    WHY_REOPENED,
+    WHY_TOOK_OVER,
 )
 from correlator.decode import CORRELATION_COLUMNS, Decoded, read_recording
 from correlator.fingerprint import format_fingerprint
@@ -115,6 +121,61 @@ def write_assignments(
         out.write(b"".join(encoder.encode(a) + b"\n" for a in lines))
 
 
+@dataclass(frozen=True)
+class ReplayResult:
+    """A replay's summary and events, and each alert's fate for explanations.
+
+    ``outcome`` is in event-time order; its ``incident`` column already names
+    the incident each alert ended in (after merges).
+    """
+
+    summary: ReplaySummary
+    events: list[IncidentEvent]
+    outcome: Outcome
+    fingerprints: np.ndarray
+    ts: np.ndarray
+    ci: np.ndarray
+    incident_ids: list[str]
+    topology: Topology | None
+
+    def explain(self, fingerprint: str) -> str:
+        """Why each alert of one fingerprint (16 hex digits) went where it went."""
+        try:
+            wanted = np.uint64(int(fingerprint, 16))
+        except ValueError:
+            return f"{fingerprint!r} is not a fingerprint (16 hex digits)"
+        hits = np.flatnonzero(self.fingerprints == wanted)
+        if len(hits) == 0:
+            return f"no accepted alert has fingerprint {fingerprint}"
+        names = self.topology.ci_ids if self.topology is not None else []
+        lines = [f"fingerprint {fingerprint}: {len(hits)} alert(s)"]
+        for k in hits:
+            when = format_ns(int(self.ts[k]))
+            j = int(self.outcome.incident[k])
+            if j < 0:
+                reason = DROP_REASONS[int(self.outcome.reason[k])]
+                lines.append(f"  {when}  row {self.outcome.row[k]}: dropped ({reason})")
+                continue
+            ci = int(self.ci[k])
+            via = int(self.outcome.via[k])
+            what = _WHY[int(self.outcome.why[k])].format(
+                ci=names[ci] if ci >= 0 else "its CI label",
+                via=names[via] if via >= 0 else "?",
+            )
+            lines.append(f"  {when}  row {self.outcome.row[k]}: {self.incident_ids[j]}: {what}")
+        return "\n".join(lines)
+
+
+_WHY = {
+    WHY_MEMBER: "its fingerprint was already a member of this incident",
+    WHY_DOMINATOR: "{via} was alerting and dominates {ci}, so it joined {via}'s incident",
+    WHY_OPENED: "no alerting CI above {ci} explains it, so it opened an incident",
+    WHY_TOOK_OVER: "{ci} dominates open incidents, so its incident took them over",
+    WHY_REOPENED: "it fired again soon after the incident resolved, so the incident reopened",
+    WHY_GROUPED: "{ci} is not in the CMDB, so it was grouped by alertname and CI label",
+}
+
+
 def replay(
     recording: str | Path | Decoded,
     *,
@@ -123,7 +184,7 @@ def replay(
     settings: CorrelationSettings | None = None,
     ci_labels: Sequence[str] = DEFAULT_CI_LABELS,
     assignments: str | Path | None = None,
-) -> tuple[ReplaySummary, list[IncidentEvent]]:
+) -> ReplayResult:
     """Replay a recording (a path, or already decoded rows) and deliver its incident events."""
     started = time.perf_counter()
     if isinstance(recording, Decoded):
@@ -141,24 +202,22 @@ def replay(
         sink.write_batch(events)
     seconds = time.perf_counter() - started
     all_rejects = [*decoded.rejects, *rejects]
+    final = replace(outcome, incident=correlator.survivors(outcome.incident))
+    ids = correlator.incident_ids()
     if assignments is not None:
-        final = Outcome(
-            outcome.events, outcome.row, correlator.survivors(outcome.incident), outcome.reason
-        )
-        write_assignments(
-            assignments, final, batch.fingerprint, batch.ts, all_rejects, correlator.incident_ids()
-        )
+        write_assignments(assignments, final, batch.fingerprint, batch.ts, all_rejects, ids)
     reasons = np.bincount(outcome.reason, minlength=len(DROP_REASONS))
-    kinds = [e.event for e in events]
     summary = ReplaySummary(
         rows=decoded.rows,
         rejected=len(all_rejects),
         informational=int(reasons[DROP_INFORMATIONAL]),
         deduplicated=int(reasons[DROP_DEDUPLICATED]),
         orphan_resolves=int(reasons[DROP_ORPHAN_RESOLVE]),
-        incidents_opened=correlator.incidents_created,
-        updates=kinds.count("update"),
-        resolves=kinds.count("resolve"),
+        incidents_opened=sum(e.event == "open" and e.version == 1 for e in events),
+        updates=sum(e.event == "update" for e in events),
+        resolves=sum(e.event == "resolve" for e in events),
         seconds=seconds,
     )
-    return summary, events
+    return ReplayResult(
+        summary, events, final, batch.fingerprint, batch.ts, batch.ci, ids, topology
+    )

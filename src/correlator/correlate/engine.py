@@ -139,8 +139,8 @@ class CorrelationSettings:
 
     window: int = 300 * SECOND
     dedup_window: int = 300 * SECOND
-    update_interval: int = 30 * SECOND
-    settle: int = 0
+    update_interval: int = 60 * SECOND
+    settle: int = 10 * SECOND
     resolve_timeout: int = 300 * SECOND
     reopen_window: int = 300 * SECOND
     infer_min_dependents: int = 5
