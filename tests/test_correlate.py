@@ -249,7 +249,7 @@ def test_alerts_that_are_not_resent_expire_and_resolve_the_incident(small_topolo
 
 def test_severity_rises_to_the_highest_member(small_topology) -> None:
     rows = [
-        alert(0, "SwitchDown", severity="warning", instance="sw-1:161"),
+        alert(0, "HostDegraded", severity="warning", instance="h1:9100"),
         alert(100, "HostDown", severity="critical", instance="h1:9100"),
     ]
     events, _, _ = run(rows, small_topology)
@@ -257,6 +257,16 @@ def test_severity_rises_to_the_highest_member(small_topology) -> None:
         ("open", "warning", "warning"),
         ("update", "critical", "exception"),
     ]
+
+
+def test_a_warning_on_a_switch_explains_nothing_below_it(small_topology) -> None:
+    rows = [
+        alert(0, "LinkDown", severity="warning", instance="sw-1:161", ifName="eth1"),
+        alert(5, "DiskSpaceLow", severity="warning", instance="h1:9100"),
+        alert(10, "LinkUp", severity="warning", instance="sw-1:161", ifName="eth1"),
+    ]
+    _, fates, _ = run(rows, small_topology)
+    assert fates[0] == fates[2] != fates[1]
 
 
 def test_ids_are_stable_and_batching_does_not_change_the_output(small_topology) -> None:

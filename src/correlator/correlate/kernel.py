@@ -28,10 +28,12 @@ import numpy as np
 
 from correlator.correlate.layout import (
     CI_ALERTING_CHILDREN,
+    CI_CAUSAL,
     CI_DOM_CHILDREN,
     CI_FIRING,
     CI_INFERRED,
     CI_LAST,
+    CI_LAST_CAUSAL,
     CI_LAST_INC,
     CI_MEMBER_INC,
     CI_ROOT_INC,
@@ -40,6 +42,7 @@ from correlator.correlate.layout import (
     DROP_DEDUPLICATED,
     DROP_INFORMATIONAL,
     DROP_ORPHAN_RESOLVE,
+    E_CAUSAL,
     E_CI,
     E_INC,
     E_LAST_ACCEPT,
@@ -48,6 +51,7 @@ from correlator.correlate.layout import (
     EV_OPEN,
     EV_RESOLVE,
     EV_UPDATE,
+    EXCEPTION,
     I_ALERTS,
     I_CI_HEAD,
     I_CI_LEN,
@@ -286,10 +290,11 @@ def _touch(inc, ev, ctr, uq, settings, j, t):
 
 
 @numba.njit(nogil=True, cache=True)
-def _alerting(cis, c, t, window):
+def _causal(cis, c, t, window):
+    """Whether CI ``c`` can explain the alerts below it now."""
     if cis[c, CI_INFERRED] != 0:
         return True
-    return cis[c, CI_FIRING] > 0 and t - cis[c, CI_LAST] <= window
+    return cis[c, CI_CAUSAL] > 0 and t - cis[c, CI_LAST_CAUSAL] <= window
 
 
 @numba.njit(nogil=True, cache=True)
@@ -320,7 +325,7 @@ def _clear_root(inc, cis, idom, j):
         cis[root, CI_ROOT_INC] = -1
         if cis[root, CI_INFERRED] != 0:
             cis[root, CI_INFERRED] = 0
-            if cis[root, CI_FIRING] == 0 and idom[root] >= 0:
+            if cis[root, CI_CAUSAL] == 0 and idom[root] >= 0:
                 cis[idom[root], CI_ALERTING_CHILDREN] -= 1
     _count_root(cis, idom, root, -1)
 
@@ -537,11 +542,13 @@ def _recently_resolved(j, t, S):
 
 
 @numba.njit(nogil=True, cache=True)
-def _place_on_topology(c, t, S):
+def _place_on_topology(c, t, causal, S):
     """The incident an alert on CI ``c`` joins, how, and through which CI.
 
-    A new incident has version 0; the caller announces it once the alert is
-    a member, so the first event already counts it.
+    An alert joins its own CI's open incident, or the incident of the highest
+    dominator that is causally alerting; only a ``causal`` alert takes over
+    the incidents below its CI. A new incident has version 0; the caller
+    announces it once the alert is a member, so the first event counts it.
     """
     settings = S[ST_SETTINGS]
     idom = S[ST_IDOM]
@@ -550,16 +557,20 @@ def _place_on_topology(c, t, S):
     window = settings[S_WINDOW]
     best = -1
     via = -1
-    x = c
+    own = cis[c, CI_ROOT_INC]
+    if own >= 0 and cis[c, CI_FIRING] > 0:
+        best = own
+        via = c
+    x = idom[c]
     while x >= 0:
         j = cis[x, CI_ROOT_INC]
-        if j >= 0 and _alerting(cis, x, t, window):
+        if j >= 0 and _causal(cis, x, t, window):
             best = j
             via = x
         x = idom[x]
     if best >= 0:
         return best, WHY_DOMINATOR, via
-    if cis[c, CI_SUBROOTS] > 0 and _dominated_open(c, S) >= 0:
+    if causal and cis[c, CI_SUBROOTS] > 0 and _dominated_open(c, S) >= 0:
         return _take_over(c, t, S), WHY_TOOK_OVER, c
     last = cis[c, CI_LAST_INC]
     if _recently_resolved(last, t, S) and inc[last, I_ROOT] == c:
@@ -604,8 +615,10 @@ def _resolve_entity(e, t, S):
     inc[j, I_LAST] = max(inc[j, I_LAST], t)
     if c >= 0:
         cis[c, CI_FIRING] -= 1
-        if cis[c, CI_FIRING] == 0 and cis[c, CI_INFERRED] == 0:
-            _alerting_changed(c, -1, t, S)
+        if ent[e, E_CAUSAL] != 0:
+            cis[c, CI_CAUSAL] -= 1
+            if cis[c, CI_CAUSAL] == 0 and cis[c, CI_INFERRED] == 0:
+                _alerting_changed(c, -1, t, S)
     if inc[j, I_STATE] != OPEN:
         return j
     if inc[j, I_FIRING] == 0:
@@ -732,8 +745,10 @@ def correlate(
         if need != DONE:
             return i, need
         t = ts[i]
-        if _due(sq, ctr, SQ_HEAD, SQ_TAIL, t) or _due(uq, ctr, UQ_HEAD, UQ_TAIL, t) or _due(
-            xq, ctr, XQ_HEAD, XQ_TAIL, t
+        if (
+            _due(sq, ctr, SQ_HEAD, SQ_TAIL, t)
+            or _due(uq, ctr, UQ_HEAD, UQ_TAIL, t)
+            or _due(xq, ctr, XQ_HEAD, XQ_TAIL, t)
         ):
             fire_timers(t, True, S)
         out_inc[i] = -1
@@ -764,8 +779,11 @@ def correlate(
             ent[e, E_INC] = -1
             ent[e, E_LAST_ACCEPT] = _NO_TIME
             ent[e, E_CI] = c
+        causal = significance[i] == EXCEPTION
         if c >= 0:
             cis[c, CI_LAST] = t
+            if causal:
+                cis[c, CI_LAST_CAUSAL] = t
         ent[e, E_LAST_SEEN] = t
         if settings[S_RESOLVE_TIMEOUT] > 0:
             _push(xq, ctr, XQ_TAIL, t + settings[S_RESOLVE_TIMEOUT], e)
@@ -776,10 +794,13 @@ def correlate(
         ent[e, E_LAST_ACCEPT] = t
         if not was_firing:
             ent[e, E_STATUS] = FIRING
+            ent[e, E_CAUSAL] = causal
             if c >= 0:
                 cis[c, CI_FIRING] += 1
-                if cis[c, CI_FIRING] == 1 and cis[c, CI_INFERRED] == 0:
-                    _alerting_changed(c, 1, t, S)
+                if causal:
+                    cis[c, CI_CAUSAL] += 1
+                    if cis[c, CI_CAUSAL] == 1 and cis[c, CI_INFERRED] == 0:
+                        _alerting_changed(c, 1, t, S)
         j = ent[e, E_INC]
         why = WHY_MEMBER
         via = -1
@@ -793,7 +814,7 @@ def correlate(
                 j = -1
         if j < 0:
             if c >= 0:
-                j, why, via = _place_on_topology(c, t, S)
+                j, why, via = _place_on_topology(c, t, causal, S)
             else:
                 j, why = _place_in_group(alertname[i], ci_label[i], t, S)
             ent[e, E_INC] = j

@@ -73,7 +73,9 @@ EVENT_NAMES = ("open", "update", "resolve")
 ) = range(10)
 
 # Fingerprint entities: one row per distinct fingerprint ever accepted.
-E_STATUS, E_LAST_ACCEPT, E_LAST_SEEN, E_INC, E_CI, E_NF = range(6)
+# A causal fingerprint fires with exception significance: only those let a CI
+# explain the alerts below it, take incidents over or count towards inference.
+E_STATUS, E_LAST_ACCEPT, E_LAST_SEEN, E_INC, E_CI, E_CAUSAL, E_NF = range(7)
 
 # Configuration items.
 (
@@ -86,8 +88,10 @@ E_STATUS, E_LAST_ACCEPT, E_LAST_SEEN, E_INC, E_CI, E_NF = range(6)
     CI_ALERTING_CHILDREN,
     CI_DOM_CHILDREN,
     CI_LAST_INC,
+    CI_CAUSAL,
+    CI_LAST_CAUSAL,
     CI_NF,
-) = range(10)
+) = range(12)
 
 # Incidents.
 (
