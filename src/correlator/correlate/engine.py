@@ -8,8 +8,8 @@ thread (the correlation loop), so it takes no locks.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from correlator.correlate.layout import (
     I_NF,
     I_VERSION,
     INFORMATIONAL,
+    N_ENT,
     N_EV,
     N_INC,
     N_OPEN,
@@ -60,6 +61,21 @@ from correlator.correlate.layout import (
     SIGNIFICANCE_NAMES,
     SQ_HEAD,
     SQ_TAIL,
+    ST_CIS,
+    ST_CTR,
+    ST_ENT,
+    ST_ENT_FP,
+    ST_EV,
+    ST_FP_KEYS,
+    ST_FP_VALS,
+    ST_GRP_KEYS,
+    ST_GRP_VALS,
+    ST_INC,
+    ST_OPENSET,
+    ST_POOL,
+    ST_SQ,
+    ST_UQ,
+    ST_XQ,
     UQ_HEAD,
     UQ_TAIL,
     V_ALERTS,
@@ -82,8 +98,6 @@ from correlator.correlate.layout import (
     V_TS,
     V_VERSION,
     WARNING_SIG,
-    XQ_HEAD,
-    XQ_TAIL,
 )
 from correlator.fingerprint import format_fingerprint
 from correlator.incident import IncidentEvent, RootCause, incident_id
@@ -97,31 +111,9 @@ SIGNIFICANCE_BY_SEVERITY = np.array(
     [WARNING_SIG, INFORMATIONAL, WARNING_SIG, EXCEPTION, EXCEPTION], dtype=np.int8
 )
 _QUEUES = {
-    NEED_UQ: (UQ_HEAD, UQ_TAIL, 16),
-    NEED_SQ: (SQ_HEAD, SQ_TAIL, 17),
-    NEED_XQ: (XQ_HEAD, XQ_TAIL, 18),
+    NEED_UQ: (UQ_HEAD, UQ_TAIL, ST_UQ),
+    NEED_SQ: (SQ_HEAD, SQ_TAIL, ST_SQ),
 }
-_STATE_FIELDS = (
-    "knobs",
-    "ctr",
-    "idom",
-    "tin",
-    "tout",
-    "fp_keys",
-    "fp_vals",
-    "ent",
-    "ent_fp",
-    "cis",
-    "inc",
-    "openset",
-    "pool",
-    "grp_keys",
-    "grp_vals",
-    "ev",
-    "uq",
-    "sq",
-    "xq",
-)
 
 
 @dataclass(frozen=True)
@@ -181,10 +173,37 @@ class Outcome:
     via: np.ndarray
 
 
-class _Impact(NamedTuple):
-    cis: list[str]
-    by_type: dict[str, int]
-    services: list[str]
+class _Snapshot:
+    """What an incident's events list of its members, kept sorted between events."""
+
+    def __init__(self, topology: Topology | None) -> None:
+        self.topology = topology
+        self.fp_len = self.ci_len = 0
+        self.fp_node = self.ci_node = -1
+        self.fingerprints: list[str] = []
+        self.cis: set[int] = set()
+        self.ci_ids: list[str] = []
+        self.services: set[str] = set()
+        self.type_counts = np.zeros(len(topology.type_names) if topology else 0, dtype=np.int64)
+
+    def add_cis(self, cis: np.ndarray) -> None:
+        """Count the CIs not seen before."""
+        fresh = np.array(sorted(set(cis.tolist()) - self.cis), dtype=np.int64)
+        if len(fresh) == 0 or self.topology is None:
+            return
+        topology = self.topology
+        self.cis.update(fresh.tolist())
+        for c in fresh:
+            bisect.insort(self.ci_ids, topology.ci_ids[c])
+        self.type_counts += np.bincount(topology.ci_type[fresh], minlength=len(self.type_counts))
+        self.services.update(topology.affected_services(fresh))
+
+    def by_type(self) -> dict[str, int]:
+        """Affected CIs counted by CI type."""
+        if self.topology is None:
+            return {}
+        names = self.topology.type_names
+        return {names[k]: int(n) for k, n in enumerate(self.type_counts) if n}
 
 
 def _empty_table(capacity: int) -> tuple[np.ndarray, np.ndarray]:
@@ -249,25 +268,36 @@ class Correlator:
         ]
         self._ids: list[str] = []
         self._fp_hex: list[str] = []
-        self._fp_cache: dict[int, tuple[tuple[int, int], list[str]]] = {}
-        self._impact_cache: dict[int, tuple[tuple[int, int], _Impact]] = {}
+        self._snapshots: dict[int, _Snapshot] = {}
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        try:
-            return self._state[_STATE_FIELDS.index(name)]
-        except ValueError:
-            raise AttributeError(name) from None
+    def memory(self) -> dict[str, int]:
+        """Bytes allocated for each part of the correlation state, and what it tracks."""
+        names = ("fingerprint table", "alerts", "incidents", "member lists", "timers")
+        groups = (
+            (ST_FP_KEYS, ST_FP_VALS),
+            (ST_ENT, ST_ENT_FP),
+            (ST_INC, ST_OPENSET, ST_EV, ST_GRP_KEYS, ST_GRP_VALS),
+            (ST_POOL,),
+            (ST_UQ, ST_SQ, ST_XQ),
+        )
+        out = {
+            name: sum(self._state[k].nbytes for k in group)
+            for name, group in zip(names, groups, strict=True)
+        }
+        out["configuration items"] = self._state[ST_CIS].nbytes
+        out["tracked fingerprints"] = int(self._state[ST_CTR][N_ENT])
+        return out
 
     @property
     def open_incidents(self) -> int:
         """How many incidents are open now (sent or still settling)."""
-        return int(self.ctr[N_OPEN])
+        return int(self._state[ST_CTR][N_OPEN])
 
     @property
     def incidents_created(self) -> int:
         """How many incidents were ever formed (some may never have been sent)."""
-        return int(self.ctr[N_INC])
+        return int(self._state[ST_CTR][N_INC])
 
     def process(self, batch: AlertBatch) -> Outcome:
         """Correlate one batch (sorted into event-time order first)."""
@@ -310,7 +340,7 @@ class Correlator:
         """
         events: list[IncidentEvent] = []
         while True:
-            need = kernel.shortage(tuple(self._state), int(self.ctr[N_OPEN]))
+            need = kernel.shortage(tuple(self._state), int(self._state[ST_CTR][N_OPEN]))
             if need == DONE:
                 break
             self._grow(need)
@@ -333,14 +363,14 @@ class Correlator:
 
     def sent(self, incidents: np.ndarray) -> np.ndarray:
         """Whether each incident index was ever sent to the sinks."""
-        return self.inc[incidents, I_VERSION] > 0
+        return self._state[ST_INC][incidents, I_VERSION] > 0
 
     def survivors(self, incidents: np.ndarray) -> np.ndarray:
         """Each incident index mapped to the incident it was (transitively) merged into."""
-        created = int(self.ctr[N_INC])
+        created = int(self._state[ST_CTR][N_INC])
         if created == 0:
             return np.asarray(incidents).copy()
-        merged = self.inc[:created, I_MERGED_INTO]
+        merged = self._state[ST_INC][:created, I_MERGED_INTO]
         target = np.where(merged >= 0, merged, np.arange(created))
         while True:
             hop = target[target]
@@ -350,8 +380,8 @@ class Correlator:
         return np.where(incidents >= 0, target[np.maximum(incidents, 0)], -1)
 
     def _name_incidents(self) -> None:
-        for j in range(len(self._ids), int(self.ctr[N_INC])):
-            row = self.inc[j]
+        for j in range(len(self._ids), int(self._state[ST_CTR][N_INC])):
+            row = self._state[ST_INC][j]
             root = int(row[I_ID_ROOT])
             if root >= 0 and self.topology is not None:
                 key = self.topology.ci_ids[root]
@@ -362,18 +392,22 @@ class Correlator:
 
     def _grow(self, need: int) -> None:
         state = self._state
-        ctr = self.ctr
+        ctr = state[ST_CTR]
         margin = int(2 * ctr[N_OPEN] + 4)
         if need == NEED_ENT:
-            state[7] = _grow_rows(state[7], 2 * len(state[7]))
-            state[8] = _grow_rows(state[8], 2 * len(state[8]))
+            state[ST_ENT] = _grow_rows(state[ST_ENT], 2 * len(state[ST_ENT]))
+            state[ST_ENT_FP] = _grow_rows(state[ST_ENT_FP], 2 * len(state[ST_ENT_FP]))
         elif need == NEED_INC:
-            state[10] = _grow_rows(state[10], 2 * len(state[10]))
-            state[11] = _grow_rows(state[11], 2 * len(state[11]))
+            state[ST_INC] = _grow_rows(state[ST_INC], 2 * len(state[ST_INC]))
+            state[ST_OPENSET] = _grow_rows(state[ST_OPENSET], 2 * len(state[ST_OPENSET]))
         elif need == NEED_POOL:
-            state[12] = _grow_rows(state[12], 2 * len(state[12]))
+            state[ST_POOL] = _grow_rows(state[ST_POOL], 2 * len(state[ST_POOL]))
         elif need == NEED_EV:
-            state[15] = _grow_rows(state[15], max(2 * len(state[15]), int(ctr[N_EV]) + margin))
+            state[ST_EV] = _grow_rows(
+                state[ST_EV], max(2 * len(state[ST_EV]), int(ctr[N_EV]) + margin)
+            )
+        elif need == NEED_XQ:
+            state[ST_XQ] = _grow_rows(state[ST_XQ], 2 * len(state[ST_XQ]))
         elif need in _QUEUES:
             head_col, tail_col, index = _QUEUES[need]
             live = state[index][ctr[head_col] : ctr[tail_col]]
@@ -385,9 +419,13 @@ class Correlator:
             state[index] = queue
             ctr[head_col], ctr[tail_col] = 0, len(live)
         elif need == NEED_FPTAB:
-            state[5], state[6] = self._rehash(state[5], state[6])
+            state[ST_FP_KEYS], state[ST_FP_VALS] = self._rehash(
+                state[ST_FP_KEYS], state[ST_FP_VALS]
+            )
         elif need == NEED_GRPTAB:
-            state[13], state[14] = self._rehash(state[13], state[14])
+            state[ST_GRP_KEYS], state[ST_GRP_VALS] = self._rehash(
+                state[ST_GRP_KEYS], state[ST_GRP_VALS]
+            )
 
     @staticmethod
     def _rehash(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -396,58 +434,57 @@ class Correlator:
         return new_keys, new_vals
 
     def _drain_events(self) -> list[IncidentEvent]:
-        count = int(self.ctr[N_EV])
-        self.ctr[N_EV] = 0
+        count = int(self._state[ST_CTR][N_EV])
+        self._state[ST_CTR][N_EV] = 0
         if count == 0:
             return []
         self._name_incidents()
-        events = [self._materialize(self.ev[e]) for e in range(count)]
+        events = [self._materialize(self._state[ST_EV][e]) for e in range(count)]
         for event in events:
             self.events_by_kind[event.event] += 1
         return events
 
-    def _fingerprints(self, j: int, head: int, length: int) -> list[str]:
-        """The sorted hex fingerprints of incident ``j``'s first ``length`` members."""
-        cached = self._fp_cache.get(j)
-        if cached is not None and cached[0] == (head, length):
-            return cached[1]
-        entities = kernel.collect(self.pool, head, length)
-        hexes = self._fp_hex
-        for e in range(len(hexes), int(entities.max(initial=-1)) + 1):
-            hexes.append(format_fingerprint(int(self.ent_fp[e])))
-        ordered = entities[np.argsort(self.ent_fp[entities], kind="stable")]
-        listed = [hexes[e] for e in ordered]
-        self._fp_cache[j] = ((head, length), listed)
-        return listed
+    def _snapshot(self, j: int, row: np.ndarray) -> _Snapshot:
+        """Incident ``j``'s member lists as of event ``row``, extended from the last event.
 
-    def _impact(self, j: int, head: int, length: int) -> _Impact:
-        """Affected CIs, their counts by type and business services of incident ``j``."""
-        cached = self._impact_cache.get(j)
-        if cached is not None and cached[0] == (head, length):
-            return cached[1]
-        topology = self.topology
-        cis = np.unique(kernel.collect(self.pool, head, length))
-        if topology is None or len(cis) == 0:
-            impact = _Impact([], {}, [])
-        else:
-            counts = np.bincount(topology.ci_type[cis], minlength=len(topology.type_names))
-            impact = _Impact(
-                sorted(topology.ci_ids[c] for c in cis),
-                {topology.type_names[k]: int(n) for k, n in enumerate(counts) if n},
-                topology.affected_services(cis),
-            )
-        self._impact_cache[j] = ((head, length), impact)
-        return impact
+        Member lists only grow at their tail, so each event reads just the
+        members added since the incident's previous event.
+        """
+        snap = self._snapshots.get(j)
+        if snap is None:
+            snap = self._snapshots[j] = _Snapshot(self.topology)
+        fp_new, snap.fp_node = kernel.collect_after(
+            self._state[ST_POOL],
+            int(row[V_FP_HEAD]),
+            snap.fp_node,
+            int(row[V_FP_LEN]) - snap.fp_len,
+        )
+        snap.fp_len = int(row[V_FP_LEN])
+        ci_new, snap.ci_node = kernel.collect_after(
+            self._state[ST_POOL],
+            int(row[V_CI_HEAD]),
+            snap.ci_node,
+            int(row[V_CI_LEN]) - snap.ci_len,
+        )
+        snap.ci_len = int(row[V_CI_LEN])
+        if len(fp_new):
+            hexes = self._fp_hex
+            ent_fp = self._state[ST_ENT_FP]
+            for e in range(len(hexes), int(fp_new.max()) + 1):
+                hexes.append(format_fingerprint(int(ent_fp[e])))
+            for e in fp_new:
+                bisect.insort(snap.fingerprints, hexes[e])
+        if len(ci_new):
+            snap.add_cis(ci_new)
+        return snap
 
     def _materialize(self, row: np.ndarray) -> IncidentEvent:
         topology = self.topology
         vocab = self.vocab
         j = int(row[V_INC])
-        fingerprints = self._fingerprints(j, int(row[V_FP_HEAD]), int(row[V_FP_LEN]))
-        impact = self._impact(j, int(row[V_CI_HEAD]), int(row[V_CI_LEN]))
+        snap = self._snapshot(j, row)
         if int(row[V_KIND]) == EV_RESOLVE:
-            self._fp_cache.pop(j, None)
-            self._impact_cache.pop(j, None)
+            del self._snapshots[j]
         root = int(row[V_ROOT])
         root_alertname = int(row[V_ROOT_ALERTNAME])
         if root >= 0 and topology is not None:
@@ -458,7 +495,7 @@ class Correlator:
                 inferred=bool(row[V_INFERRED]),
             )
         else:
-            inc_row = self.inc[j]
+            inc_row = self._state[ST_INC][j]
             value = vocab[int(inc_row[I_GROUP_VALUE])]
             root_cause = RootCause(
                 ci=value or None, type=None, alertname=vocab[int(inc_row[I_GROUP_ALERTNAME])]
@@ -485,13 +522,13 @@ class Correlator:
             last_seen=format_ns(last),
             alert_count=int(row[V_ALERTS]),
             firing_count=int(row[V_FIRING]),
-            ci_count=len(impact.cis),
-            affected_cis=impact.cis,
-            affected_by_type=impact.by_type,
-            affected_services=impact.services,
-            fingerprints=fingerprints,
+            ci_count=len(snap.cis),
+            affected_cis=list(snap.ci_ids),
+            affected_by_type=snap.by_type(),
+            affected_services=sorted(snap.services),
+            fingerprints=list(snap.fingerprints),
             explanation=_explain(
-                root_cause, len(impact.cis), len(fingerprints), last - first, merged_id
+                root_cause, len(snap.cis), len(snap.fingerprints), last - first, merged_id
             ),
             reason=reason,
             merged_into=merged_id,

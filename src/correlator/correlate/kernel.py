@@ -42,6 +42,7 @@ from correlator.correlate.layout import (
     DROP_DEDUPLICATED,
     DROP_INFORMATIONAL,
     DROP_ORPHAN_RESOLVE,
+    E_ARMED,
     E_CAUSAL,
     E_CI,
     E_INC,
@@ -154,8 +155,7 @@ from correlator.correlate.layout import (
     WHY_OPENED,
     WHY_REOPENED,
     WHY_TOOK_OVER,
-    XQ_HEAD,
-    XQ_TAIL,
+    XQ_SIZE,
 )
 from correlator.schema import FIRING, RESOLVED
 
@@ -206,14 +206,13 @@ def table_rehash(keys, vals, new_keys, new_vals):
 
 
 @numba.njit(nogil=True, cache=True)
-def collect(pool, head, length):
-    """The first ``length`` values of the pool list starting at ``head``."""
-    out = np.empty(length, dtype=np.int64)
-    node = head
-    for k in range(length):
+def collect_after(pool, head, node, count):
+    """The ``count`` values after ``node`` (from ``head`` when -1), and the last node read."""
+    out = np.empty(count, dtype=np.int64)
+    for k in range(count):
+        node = head if node < 0 else pool[node, 1]
         out[k] = pool[node, 0]
-        node = pool[node, 1]
-    return out
+    return out, node
 
 
 @numba.njit(nogil=True, cache=True)
@@ -248,6 +247,45 @@ def _push(queue, ctr, tail_col, due, item):
     ctr[tail_col] += 1
     queue[q, 0] = due
     queue[q, 1] = item
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _before(heap, a, b):
+    return heap[a, 0] < heap[b, 0] or (heap[a, 0] == heap[b, 0] and heap[a, 1] < heap[b, 1])
+
+
+@numba.njit(nogil=True, cache=True)
+def _heap_push(heap, ctr, due, item):
+    k = ctr[XQ_SIZE]
+    ctr[XQ_SIZE] += 1
+    heap[k, 0] = due
+    heap[k, 1] = item
+    while k > 0:
+        parent = (k - 1) // 2
+        if not _before(heap, k, parent):
+            break
+        for col in range(2):
+            heap[k, col], heap[parent, col] = heap[parent, col], heap[k, col]
+        k = parent
+
+
+@numba.njit(nogil=True, cache=True)
+def _heap_pop(heap, ctr):
+    ctr[XQ_SIZE] -= 1
+    size = ctr[XQ_SIZE]
+    heap[0, 0] = heap[size, 0]
+    heap[0, 1] = heap[size, 1]
+    k = 0
+    while True:
+        smallest = k
+        for child in (2 * k + 1, 2 * k + 2):
+            if child < size and _before(heap, child, smallest):
+                smallest = child
+        if smallest == k:
+            return
+        for col in range(2):
+            heap[k, col], heap[smallest, col] = heap[smallest, col], heap[k, col]
+        k = smallest
 
 
 @numba.njit(nogil=True, cache=True)
@@ -650,7 +688,7 @@ def fire_timers(until, expire, S):
     while True:
         s_due = sq[ctr[SQ_HEAD], 0] if ctr[SQ_HEAD] < ctr[SQ_TAIL] else _NEVER
         u_due = uq[ctr[UQ_HEAD], 0] if ctr[UQ_HEAD] < ctr[UQ_TAIL] else _NEVER
-        x_due = xq[ctr[XQ_HEAD], 0] if expire and ctr[XQ_HEAD] < ctr[XQ_TAIL] else _NEVER
+        x_due = xq[0, 0] if expire and ctr[XQ_SIZE] > 0 else _NEVER
         due = min(s_due, u_due, x_due)
         if due > until or due == _NEVER:
             return
@@ -666,11 +704,16 @@ def fire_timers(until, expire, S):
             if inc[j, I_STATE] == OPEN and inc[j, I_DIRTY] == 1 and fresh:
                 _emit(inc, ev, ctr, uq, settings, j, EV_UPDATE, due, -1)
         else:
-            e = xq[ctr[XQ_HEAD], 1]
-            ctr[XQ_HEAD] += 1
-            fresh = ent[e, E_LAST_SEEN] + settings[S_RESOLVE_TIMEOUT] == due
-            if ent[e, E_STATUS] == FIRING and fresh:
-                _resolve_entity(e, due, S)
+            e = xq[0, 1]
+            _heap_pop(xq, ctr)
+            ent[e, E_ARMED] = 0
+            if ent[e, E_STATUS] == FIRING:
+                expires = ent[e, E_LAST_SEEN] + settings[S_RESOLVE_TIMEOUT]
+                if expires > due:
+                    _heap_push(xq, ctr, expires, e)
+                    ent[e, E_ARMED] = 1
+                else:
+                    _resolve_entity(e, due, S)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -699,7 +742,7 @@ def shortage(S, extra):
         return NEED_UQ
     if ctr[SQ_TAIL] + 2 > sq.shape[0]:
         return NEED_SQ
-    if ctr[XQ_TAIL] + 2 > xq.shape[0]:
+    if ctr[XQ_SIZE] + 2 > xq.shape[0]:
         return NEED_XQ
     if 2 * (ctr[N_ENT] + 1) > fp_vals.shape[0]:
         return NEED_FPTAB
@@ -748,7 +791,7 @@ def correlate(
         if (
             _due(sq, ctr, SQ_HEAD, SQ_TAIL, t)
             or _due(uq, ctr, UQ_HEAD, UQ_TAIL, t)
-            or _due(xq, ctr, XQ_HEAD, XQ_TAIL, t)
+            or (ctr[XQ_SIZE] > 0 and xq[0, 0] <= t)
         ):
             fire_timers(t, True, S)
         out_inc[i] = -1
@@ -785,8 +828,9 @@ def correlate(
             if causal:
                 cis[c, CI_LAST_CAUSAL] = t
         ent[e, E_LAST_SEEN] = t
-        if settings[S_RESOLVE_TIMEOUT] > 0:
-            _push(xq, ctr, XQ_TAIL, t + settings[S_RESOLVE_TIMEOUT], e)
+        if settings[S_RESOLVE_TIMEOUT] > 0 and ent[e, E_ARMED] == 0:
+            _heap_push(xq, ctr, t + settings[S_RESOLVE_TIMEOUT], e)
+            ent[e, E_ARMED] = 1
         was_firing = ent[e, E_STATUS] == FIRING
         if was_firing and t - ent[e, E_LAST_ACCEPT] < settings[S_DEDUP]:
             out_reason[i] = DROP_DEDUPLICATED

@@ -40,8 +40,10 @@ EVENT_NAMES = ("open", "update", "resolve")
     S_NF,
 ) = range(10)
 
-# Counters vector. Three timer queues (first in, first out, since each has
-# one fixed delay): coalesced updates, settle delays, alert expiry.
+# Counters vector. Three timers: coalesced updates and settle delays are
+# first-in-first-out queues (each has one fixed delay); alert expiry is a
+# binary heap with one entry per firing fingerprint, re-armed when it fires
+# early, so resends cost no timer entries.
 (
     N_ENT,
     N_INC,
@@ -53,10 +55,9 @@ EVENT_NAMES = ("open", "update", "resolve")
     UQ_TAIL,
     SQ_HEAD,
     SQ_TAIL,
-    XQ_HEAD,
-    XQ_TAIL,
+    XQ_SIZE,
     C_NF,
-) = range(13)
+) = range(12)
 
 # Kernel stop codes: which capacity ran out (the driver grows it and resumes).
 (
@@ -75,7 +76,7 @@ EVENT_NAMES = ("open", "update", "resolve")
 # Fingerprint entities: one row per distinct fingerprint ever accepted.
 # A causal fingerprint fires with exception significance: only those let a CI
 # explain the alerts below it, take incidents over or count towards inference.
-E_STATUS, E_LAST_ACCEPT, E_LAST_SEEN, E_INC, E_CI, E_CAUSAL, E_NF = range(7)
+E_STATUS, E_LAST_ACCEPT, E_LAST_SEEN, E_INC, E_CI, E_CAUSAL, E_ARMED, E_NF = range(8)
 
 # Configuration items.
 (
