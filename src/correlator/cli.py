@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from correlator.batch import DEFAULT_CI_LABELS
 from correlator.correlate.engine import CorrelationSettings
@@ -144,6 +145,54 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out=sys.stdout)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    from dataclasses import replace
+
+    from correlator.daemon.config import load_config
+    from correlator.daemon.service import run_daemon
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_config(args.config)
+    overrides: dict[str, object] = {}
+    if args.zmq_pull:
+        overrides["zmq"] = replace(config.zmq, pull=tuple(args.zmq_pull))
+    if args.http_listen is not None:
+        overrides["http_listen"] = args.http_listen
+    if args.state_dir:
+        overrides["state_dir"] = args.state_dir
+    if args.topology:
+        overrides["topology"] = args.topology
+    run_daemon(replace(config, **overrides), stop_signals=(signal.SIGTERM, signal.SIGINT))
+    return 0
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from correlator.client import Client
+
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    stripped = data.lstrip()
+    try:
+        if stripped[:1] == b"[":
+            alerts = msgspec.json.decode(data)
+        else:
+            alerts = [msgspec.json.decode(line) for line in data.splitlines() if line.strip()]
+    except msgspec.DecodeError as exc:
+        print(
+            f"correlator send: {args.file}: not JSON lines or a JSON array: {exc}", file=sys.stderr
+        )
+        return 1
+    with Client(args.to, batch_size=args.batch_size) as client:
+        sent = client.send(alerts)
+    print(f"sent {sent:,} alerts to {args.to}", file=sys.stderr)
+    return 0
+
+
 def _cmd_topology_check(args: argparse.Namespace) -> int:
     text, ok = check_report(args.file, relations=args.relations)
     print(text)
@@ -191,6 +240,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings(rep)
     rep.set_defaults(func=_cmd_replay)
+
+    run = commands.add_parser("run", help="run the daemon (ZeroMQ, HTTP API, sinks)")
+    run.add_argument(
+        "--config",
+        default=_env("CONFIG", None),
+        help="YAML config; built-in defaults without it [env CORRELATOR_CONFIG]",
+    )
+    run.add_argument(
+        "--zmq-pull",
+        action="append",
+        metavar="ENDPOINT",
+        default=[e for e in [_env("ZMQ_PULL", None)] if e],
+        help="bind a PULL socket here (repeatable; default tcp://127.0.0.1:5555) "
+        "[env CORRELATOR_ZMQ_PULL]",
+    )
+    run.add_argument(
+        "--http-listen",
+        default=_env("HTTP_LISTEN", None),
+        metavar="HOST:PORT",
+        help="HTTP API, health and /metrics (default 127.0.0.1:9095) [env CORRELATOR_HTTP_LISTEN]",
+    )
+    run.add_argument(
+        "--state-dir",
+        default=_env("STATE_DIR", None),
+        help="snapshots, outbox and event log (default ./state) [env CORRELATOR_STATE_DIR]",
+    )
+    run.add_argument(
+        "--topology", default=_env("TOPOLOGY", None), help="CMDB export [env CORRELATOR_TOPOLOGY]"
+    )
+    run.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default info) [env CORRELATOR_LOG_LEVEL]",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    send = commands.add_parser("send", help="send alerts (JSON lines or a JSON array) to a daemon")
+    send.add_argument("file", nargs="?", default="-", help="file to send, - for stdin (default)")
+    send.add_argument(
+        "--to",
+        default=_env("SEND_TO", "tcp://127.0.0.1:5555"),
+        help="the daemon's ZeroMQ PULL endpoint (default tcp://127.0.0.1:5555) "
+        "[env CORRELATOR_SEND_TO]",
+    )
+    send.add_argument(
+        "--batch-size", type=int, default=1000, help="alerts per message (default 1000)"
+    )
+    send.set_defaults(func=_cmd_send)
 
     topo = commands.add_parser("topology", help="check or explain a CMDB topology")
     topo_commands = topo.add_subparsers(dest="topology_command", required=True, metavar="ACTION")

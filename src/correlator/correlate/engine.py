@@ -23,6 +23,7 @@ from correlator.correlate.layout import (
     CI_NF,
     CI_ROOT_INC,
     DONE,
+    E_CI,
     E_NF,
     EV_RESOLVE,
     EVENT_NAMES,
@@ -33,6 +34,7 @@ from correlator.correlate.layout import (
     I_ID_TS,
     I_MERGED_INTO,
     I_NF,
+    I_ROOT,
     I_VERSION,
     INFORMATIONAL,
     N_ENT,
@@ -70,10 +72,14 @@ from correlator.correlate.layout import (
     ST_FP_VALS,
     ST_GRP_KEYS,
     ST_GRP_VALS,
+    ST_IDOM,
     ST_INC,
     ST_OPENSET,
     ST_POOL,
+    ST_SETTINGS,
     ST_SQ,
+    ST_TIN,
+    ST_TOUT,
     ST_UQ,
     ST_XQ,
     UQ_HEAD,
@@ -270,6 +276,55 @@ class Correlator:
         self._fp_hex: list[str] = []
         self._snapshots: dict[int, _Snapshot] = {}
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The correlation state as named arrays (for a snapshot), settings excluded."""
+        out = {f"state{k}": array for k, array in enumerate(self._state) if k != ST_SETTINGS}
+        out["ids"] = np.array(self.incident_ids(), dtype=object)
+        return out
+
+    def import_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take over a state from ``export_state`` of an engine with the same topology."""
+        for k in range(len(self._state)):
+            if k != ST_SETTINGS:
+                self._state[k] = np.ascontiguousarray(arrays[f"state{k}"])
+        self._ids = [str(i) for i in arrays["ids"]]
+        self._snapshots.clear()
+        self._fp_hex.clear()
+
+    def significance_of(self, severity: np.ndarray) -> np.ndarray:
+        """The significance code (``layout``) of each severity code."""
+        return SIGNIFICANCE_BY_SEVERITY[severity]
+
+    def retarget(self, topology: Topology) -> None:
+        """Carry the state over to a new topology (a CMDB reload), matching CIs by id.
+
+        Open incidents stay open with the same ids. Alerts on CIs that left the
+        CMDB keep their incidents but no longer explain anything; counters that
+        follow the dominator tree are rebuilt for the new tree.
+        """
+        self._name_incidents()
+        state = self._state
+        old_ids = self.topology.ci_ids if self.topology is not None else []
+        new_index = {ci_id: k for k, ci_id in enumerate(topology.ci_ids)}
+        index_map = np.array([new_index.get(i, -1) for i in old_ids] + [-1], dtype=np.int64)
+        ent = state[ST_ENT]
+        ent[:, E_CI] = index_map[ent[:, E_CI]]
+        inc = state[ST_INC]
+        created = int(state[ST_CTR][N_INC])
+        inc[:created, I_ROOT] = index_map[inc[:created, I_ROOT]]
+        kernel.remap_ci_lists(state[ST_POOL], inc, created, index_map)
+        cis = np.zeros((topology.n_cis, CI_NF), dtype=np.int64)
+        cis[:, CI_ROOT_INC] = cis[:, CI_MEMBER_INC] = cis[:, CI_LAST_INC] = -1
+        kept = np.flatnonzero(index_map[:-1] >= 0)
+        cis[index_map[kept]] = state[ST_CIS][kept]
+        state[ST_IDOM] = topology.idom.astype(np.int64)
+        state[ST_TIN] = topology.tin.astype(np.int64)
+        state[ST_TOUT] = topology.tout.astype(np.int64)
+        state[ST_CIS] = cis
+        kernel.recount(cis, inc, state[ST_OPENSET], int(state[ST_CTR][N_OPEN]), state[ST_IDOM])
+        self.topology = topology
+        self._snapshots.clear()
 
     def memory(self) -> dict[str, int]:
         """Bytes allocated for each part of the correlation state, and what it tracks."""
@@ -496,9 +551,11 @@ class Correlator:
             )
         else:
             inc_row = self._state[ST_INC][j]
-            value = vocab[int(inc_row[I_GROUP_VALUE])]
+            value, name = int(inc_row[I_GROUP_VALUE]), int(inc_row[I_GROUP_ALERTNAME])
             root_cause = RootCause(
-                ci=value or None, type=None, alertname=vocab[int(inc_row[I_GROUP_ALERTNAME])]
+                ci=(vocab[value] or None) if value >= 0 else None,
+                type=None,
+                alertname=vocab[name] if name >= 0 else None,
             )
         kind = EVENT_NAMES[int(row[V_KIND])]
         version = int(row[V_VERSION])

@@ -884,3 +884,34 @@ def correlate(
         else:
             _touch(inc, ev, ctr, uq, settings, j, t)
     return n, DONE
+
+
+@numba.njit(nogil=True, cache=True)
+def remap_ci_lists(pool, inc, n_inc, index_map):
+    """Renumber the CIs in every incident's member list (each pool node once)."""
+    seen = np.zeros(pool.shape[0], dtype=np.bool_)
+    for j in range(n_inc):
+        node = inc[j, I_CI_HEAD]
+        for _ in range(inc[j, I_CI_LEN]):
+            if not seen[node]:
+                seen[node] = True
+                pool[node, 0] = index_map[pool[node, 0]]
+            node = pool[node, 1]
+
+
+@numba.njit(nogil=True, cache=True)
+def recount(cis, inc, openset, n_open, idom):
+    """Rebuild the per-CI counters that depend on the dominator tree."""
+    cis[:, CI_SUBROOTS] = 0
+    cis[:, CI_ALERTING_CHILDREN] = 0
+    cis[:, CI_DOM_CHILDREN] = 0
+    for c in range(cis.shape[0]):
+        p = idom[c]
+        if p >= 0:
+            cis[p, CI_DOM_CHILDREN] += 1
+            if cis[c, CI_CAUSAL] > 0 or cis[c, CI_INFERRED] != 0:
+                cis[p, CI_ALERTING_CHILDREN] += 1
+    for k in range(n_open):
+        root = inc[openset[k], I_ROOT]
+        if root >= 0:
+            _count_root(cis, idom, root, 1)

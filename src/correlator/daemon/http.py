@@ -1,0 +1,118 @@
+"""The daemon's HTTP API: Alertmanager's ``POST /api/v2/alerts``, health, reload, metrics.
+
+Prometheus pointed at this address through ``alerting.alertmanagers`` sends
+its alerts here unchanged. Endpoints:
+
+- ``POST /api/v2/alerts``: a JSON array of alerts; 200 when at least one was
+  accepted (bad rows are rejected and dead-lettered), 400 when none was.
+- ``GET /-/healthy``: 200 while the process runs.
+- ``GET /-/ready``: 200 when the loop runs and every sink is healthy, else 503.
+- ``POST /-/reload``: reload the topology; 200, or 500 with the reason.
+- ``GET /metrics``: Prometheus metrics.
+- ``GET /api/v1/incidents``: the open incidents (each one's latest event).
+"""
+
+from __future__ import annotations
+
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from correlator.decode import decode_json
+
+if TYPE_CHECKING:
+    from correlator.daemon.service import Daemon
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
+    limit = daemon.config.zmq.max_message_bytes
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "correlator"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Requests are counted in metrics, not logged one by one."""
+
+        def _reply(self, status: int, body: bytes, content_type: str = "application/json"):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str) -> None:
+            self._reply(status, _ENCODER.encode({"status": "error", "error": message}))
+
+        def _body(self) -> bytes | None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                self.rfile.read(length)
+                self._error(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes exceeds {limit}"
+                )
+                return None
+            return self.rfile.read(length)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/-/healthy":
+                self._reply(HTTPStatus.OK, b"OK\n", "text/plain")
+            elif path == "/-/ready":
+                ok, problems = daemon.ready()
+                text = "OK\n" if ok else "".join(p + "\n" for p in problems)
+                status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+                self._reply(status, text.encode(), "text/plain")
+            elif path == "/metrics":
+                self._reply(
+                    HTTPStatus.OK, generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST
+                )
+            elif path == "/api/v1/incidents":
+                incidents = sorted(daemon.open_incidents(), key=lambda e: (e.first_seen, e.id))
+                self._reply(
+                    HTTPStatus.OK, _ENCODER.encode({"status": "success", "data": incidents})
+                )
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: GET {path}")
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/api/v2/alerts":
+                body = self._body()
+                if body is None:
+                    return
+                decoded = decode_json(body, max_row_bytes=limit)
+                daemon.submit(decoded, source="http", fmt="json-array")
+                if decoded.table.num_rows == 0 and decoded.rejects:
+                    reasons = sorted({r.reason for r in decoded.rejects})
+                    self._error(HTTPStatus.BAD_REQUEST, "no valid alert: " + ", ".join(reasons))
+                else:
+                    self._reply(HTTPStatus.OK, b"")
+            elif path == "/-/reload":
+                self._body()
+                ok, message = daemon.reload()
+                status = HTTPStatus.OK if ok else HTTPStatus.INTERNAL_SERVER_ERROR
+                self._reply(status, (message + "\n").encode(), "text/plain")
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}")
+
+    return Handler
+
+
+def serve(daemon: Daemon, listen: str) -> ThreadingHTTPServer:
+    """Start serving on ``host:port`` (port 0 picks a free one) in a background thread."""
+    host, _, port = listen.rpartition(":")
+    server = _Server((host or "127.0.0.1", int(port)), _handler(daemon))
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

@@ -1,0 +1,487 @@
+"""``Daemon``: the long-running correlator, from sockets to sinks.
+
+Threads: one receives from every ZeroMQ socket, one serves HTTP, one runs
+the correlation loop, and each sink has a delivery thread (``Dispatcher``).
+Receivers decode and hand over whole batches through a bounded queue; the
+loop thread alone owns the correlation state, so it needs no locks; other
+threads ask it for a reload, a snapshot or the open incidents through a
+command queue served between two batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import zmq
+
+from correlator.batch import Normalizer, concat_batches
+from correlator.correlate.engine import Correlator
+from correlator.daemon import snapshot
+from correlator.daemon.config import DaemonConfig
+from correlator.daemon.deadletter import DeadLetters
+from correlator.daemon.frames import Frame, decode_frames, frame_from_parts
+from correlator.decode import Decoded
+from correlator.errors import CorrelatorError
+from correlator.eventlog import EventLog, read_log
+from correlator.incident import IncidentEvent
+from correlator.metrics import Metrics
+from correlator.rejects import Reject
+from correlator.schema import TIMESTAMP
+from correlator.sinks.delivery import Dispatcher
+from correlator.topology import Topology, load_topology
+from correlator.vocab import Vocabulary
+
+log = logging.getLogger("correlator.daemon")
+_RECEIVE_BURST = 4096
+
+
+@dataclass
+class _Arrival:
+    """Decoded input from one source, stamped when it arrived."""
+
+    decoded: Decoded
+    received_ns: int
+    source: str
+    format: str
+
+
+@dataclass
+class _Command:
+    """Work for the loop thread, answered through ``done``."""
+
+    action: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _RateLimitedLog:
+    """At most one warning per ``interval`` seconds per key, with a count of the rest."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._muted: dict[str, int] = {}
+
+    def warning(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) >= self.interval:
+            muted = self._muted.pop(key, 0)
+            suffix = f" ({muted} more since the last report)" if muted else ""
+            log.warning("%s%s", message, suffix)
+            self._last[key] = now
+        else:
+            self._muted[key] = self._muted.get(key, 0) + 1
+
+
+class Daemon:
+    """The correlator daemon; ``start`` it, feed it, ``stop`` it (or ``run`` until signalled)."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        metrics: Metrics | None = None,
+        on_events: Callable[[list[IncidentEvent]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.on_events = on_events
+        self.state_dir = config.state_path
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.topology = self._load_topology(config.topology)
+        self.vocab = Vocabulary()
+        self.correlator = Correlator(self.vocab, self.topology, config.correlation)
+        restored = snapshot.load(self.state_dir, self.correlator, config.topology)
+        self.normalizer = Normalizer(
+            self.vocab, self.topology, ci_labels=config.ci_labels, max_labels=config.max_labels
+        )
+        self.event_log = (
+            EventLog(
+                self.state_dir / "eventlog",
+                max_file_bytes=config.event_log.max_file_bytes,
+                max_file_age=config.event_log.max_file_age / 1e9,
+                retention_bytes=config.event_log.retention_bytes,
+            )
+            if config.event_log.enabled
+            else None
+        )
+        self.dead_letters = DeadLetters(
+            self.state_dir,
+            max_file_bytes=config.dead_letter.max_file_bytes,
+            keep_files=config.dead_letter.keep_files,
+        )
+        self.dispatcher = Dispatcher.from_config(
+            list(config.sinks),
+            self.state_dir / "outbox.db",
+            metrics=self.metrics,
+            source=config.source,
+        )
+        self._queue: queue.Queue[_Arrival | None] = queue.Queue(maxsize=1024)
+        self._commands: queue.Queue[_Command] = queue.Queue()
+        self._open: dict[str, IncidentEvent] = {}
+        self._open_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._zmq = zmq.Context()
+        self._sockets: list[tuple[zmq.Socket, str]] = []
+        self.endpoints: list[str] = []
+        self.http_address: tuple[str, int] | None = None
+        self._http = None
+        self._noisy = _RateLimitedLog()
+        self._row = 0
+        self.rows_processed = 0
+        self._last_snapshot = time.monotonic()
+        self._watermark = 0
+        self.recovery_seconds = 0.0
+        self._recover(restored.logged_rows if restored else 0, restored is not None)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind sockets, start the HTTP server, the sinks and the correlation loop."""
+        self.dispatcher.start()
+        self._bind()
+        if self.config.http_listen:
+            from correlator.daemon.http import serve
+
+            self._http = serve(self, self.config.http_listen)
+            self.http_address = self._http.server_address[:2]
+        for target, name in ((self._loop, "correlate"), (self._receive, "zmq-receive")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.metrics.up.set(1)
+        log.info(
+            "correlator started: zmq %s, http %s, state %s",
+            ", ".join(self.endpoints),
+            self.http_address,
+            self.state_dir,
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop intake, drain what was received, flush sinks, snapshot state, close."""
+        if self._stopping.is_set():
+            self._stopped.wait(timeout)
+            return
+        self._stopping.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        for thread in self._threads:
+            if thread.name == "zmq-receive":
+                thread.join(timeout)
+        self._queue.put(None)
+        for thread in self._threads:
+            if thread.name == "correlate":
+                thread.join(timeout)
+        self.dispatcher.drain(timeout)
+        self.dispatcher.close(timeout)
+        if self.event_log is not None:
+            self.event_log.close()
+        self._snapshot()
+        for sock, _ in self._sockets:
+            sock.close(linger=0)
+        self._zmq.term()
+        self.metrics.up.set(0)
+        self._stopped.set()
+        log.info("correlator stopped; state saved in %s", self.state_dir)
+
+    def run(self) -> None:
+        """Start, then block until ``stop`` is called (e.g. by a signal handler)."""
+        self.start()
+        while not self._stopping.is_set():
+            self._stopping.wait(0.5)
+        self._stopped.wait()
+
+    # -- what other threads may ask ------------------------------------------------------
+
+    def submit(self, decoded: Decoded, *, source: str, fmt: str) -> None:
+        """Hand decoded input to the correlation loop (blocks while the queue is full)."""
+        self._queue.put(_Arrival(decoded, time.time_ns(), source, fmt))
+        self.metrics.ingest_queue_depth.set(self._queue.qsize())
+
+    def call(self, action: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """Run ``action`` on the loop thread between two batches and return its result."""
+        command = _Command(action)
+        self._commands.put(command)
+        if not command.done.wait(timeout):
+            msg = "the correlation loop did not answer in time"
+            raise CorrelatorError(msg)
+        if command.error is not None:
+            raise command.error
+        return command.result
+
+    def reload(self) -> tuple[bool, str]:
+        """Reload the topology file; a file that fails to load is refused, the old one kept."""
+        try:
+            message = self.call(self._reload)
+        except CorrelatorError as exc:
+            self.metrics.reloads.labels(result="failure").inc()
+            self.metrics.reload_timestamp.labels(result="failure").set(time.time())
+            log.error("reload refused, the running configuration stays: %s", exc)
+            return False, str(exc)
+        self.metrics.reloads.labels(result="success").inc()
+        self.metrics.reload_timestamp.labels(result="success").set(time.time())
+        return True, message
+
+    def open_incidents(self) -> list[IncidentEvent]:
+        """The latest event of every open incident."""
+        with self._open_lock:
+            return list(self._open.values())
+
+    def ready(self) -> tuple[bool, list[str]]:
+        """Whether the daemon takes traffic and every sink is healthy, and what is not."""
+        problems = []
+        if not any(t.is_alive() for t in self._threads if t.name == "correlate"):
+            problems.append("the correlation loop is not running")
+        for name, status in self.dispatcher.health().items():
+            if not status.healthy:
+                problems.append(f"sink {name!r} is failing: {status.error}")
+        return not problems, problems
+
+    # -- internals -----------------------------------------------------------------------
+
+    @staticmethod
+    def _load_topology(path: str | None) -> Topology | None:
+        return load_topology(path) if path else None
+
+    def _reload(self) -> str:
+        if not self.config.topology:
+            return "nothing to reload: no topology configured"
+        topology = self._load_topology(self.config.topology)
+        assert topology is not None
+        self.correlator.retarget(topology)
+        self.topology = topology
+        self.normalizer = Normalizer(
+            self.vocab,
+            topology,
+            ci_labels=self.config.ci_labels,
+            max_labels=self.config.max_labels,
+        )
+        return f"topology reloaded: {topology.n_cis} CIs"
+
+    def _bind(self) -> None:
+        cfg = self.config.zmq
+        for endpoint in cfg.pull:
+            sock = self._zmq.socket(zmq.PULL)
+            sock.setsockopt(zmq.RCVHWM, cfg.hwm)
+            if endpoint.endswith(":0"):
+                port = sock.bind_to_random_port(endpoint.rsplit(":", 1)[0])
+                endpoint = f"{endpoint.rsplit(':', 1)[0]}:{port}"
+            else:
+                sock.bind(endpoint)
+            self._sockets.append((sock, f"zmq-pull {endpoint}"))
+            self.endpoints.append(endpoint)
+        for endpoint in cfg.sub:
+            sock = self._zmq.socket(zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, cfg.hwm)
+            sock.setsockopt(zmq.SUBSCRIBE, cfg.sub_topic.encode())
+            sock.connect(endpoint)
+            self._sockets.append((sock, f"zmq-sub {endpoint}"))
+            self.endpoints.append(endpoint)
+
+    def _receive(self) -> None:
+        poller = zmq.Poller()
+        names = {}
+        for sock, name in self._sockets:
+            poller.register(sock, zmq.POLLIN)
+            names[sock] = name
+        topic = self.config.zmq.sub_topic
+        limit = self.config.zmq.max_message_bytes
+        while not self._stopping.is_set():
+            for sock, _ in poller.poll(100):
+                frames: list[Frame | Reject] = []
+                for _ in range(_RECEIVE_BURST):
+                    try:
+                        parts = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if sock.type == zmq.SUB and topic and len(parts) > 1:
+                        parts = parts[1:]
+                    frames.append(frame_from_parts(parts))
+                if frames:
+                    decoded = decode_frames(frames, max_bytes=limit)
+                    self.submit(decoded, source=names[sock], fmt="zmq")
+
+    def _loop(self) -> None:
+        cfg = self.config
+        pending: list[_Arrival] = []
+        rows = 0
+        opened = 0.0
+        last_tick = time.monotonic()
+        while True:
+            wait = cfg.batch.max_wait / 1e9 if pending else cfg.heartbeat / 1e9
+            try:
+                arrival = self._queue.get(timeout=wait)
+            except queue.Empty:
+                arrival = False
+            if arrival is None:
+                self._process(pending)
+                break
+            if arrival:
+                if not pending:
+                    opened = time.monotonic()
+                pending.append(arrival)
+                rows += arrival.decoded.rows
+            now = time.monotonic()
+            full = rows >= cfg.batch.max_alerts
+            if pending and (full or now - opened >= cfg.batch.max_wait / 1e9 or not arrival):
+                self._process(pending)
+                pending, rows = [], 0
+            if now - last_tick >= cfg.heartbeat / 1e9:
+                last_tick = now
+                self._tick()
+            self._serve_commands()
+        self._serve_commands()
+
+    def _serve_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command.result = command.action()
+            except BaseException as exc:
+                command.error = exc
+            command.done.set()
+
+    def _tick(self) -> None:
+        """Heartbeat: let wall time close windows when alerts are quiet."""
+        if self.config.event_time == "arrival":
+            self._deliver(self.correlator.advance(time.time_ns()))
+        if time.monotonic() - self._last_snapshot >= self.config.snapshot_interval / 1e9:
+            self._snapshot()
+
+    def _stamp(self, arrival: _Arrival) -> pa.Table:
+        table = arrival.decoded.table
+        stamp = pa.scalar(arrival.received_ns, type=pa.int64()).cast(TIMESTAMP)
+        column = pa.repeat(stamp, table.num_rows)
+        if self.config.event_time == "source":
+            column = pc.coalesce(table.column("receivedAt"), column)
+        index = table.schema.get_field_index("receivedAt")
+        return table.set_column(index, "receivedAt", column)
+
+    def _process(self, arrivals: Sequence[_Arrival]) -> None:
+        if not arrivals:
+            return
+        started = time.perf_counter()
+        batches, tables = [], []
+        for arrival in arrivals:
+            decoded = arrival.decoded
+            self._count_input(arrival)
+            table = self._stamp(arrival)
+            rows = np.arange(self._row, self._row + table.num_rows, dtype=np.int64)
+            self._row += table.num_rows
+            batch, rejects = self.normalizer.normalize(table, rows)
+            self._reject(rejects, arrival.source)
+            self._reject(decoded.rejects, arrival.source)
+            batches.append(batch)
+            tables.append(table)
+        self._correlate(concat_batches(batches))
+        if self.event_log is not None:
+            self.event_log.append(pa.concat_tables(tables))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.ingest_queue_depth.set(self._queue.qsize())
+
+    def _correlate(self, batch: Any) -> None:
+        outcome = self.correlator.process(batch)
+        if len(batch):
+            self._watermark = max(self._watermark, int(batch.ts.max()))
+        reasons = np.bincount(outcome.reason, minlength=4)
+        self.metrics.deduplicated.inc(int(reasons[2]))
+        self.metrics.dropped.labels(rule="informational").inc(int(reasons[1]))
+        significance = np.bincount(self.correlator.significance_of(batch.severity), minlength=3)
+        for name, count in zip(
+            ("informational", "warning", "exception"), significance, strict=True
+        ):
+            if count:
+                self.metrics.events_by_significance.labels(significance=name).inc(int(count))
+        self._deliver(outcome.events)
+
+    def _deliver(self, events: list[IncidentEvent]) -> None:
+        if not events:
+            return
+        self.dispatcher.emit(events)
+        with self._open_lock:
+            for event in events:
+                if event.event == "resolve":
+                    self._open.pop(event.id, None)
+                else:
+                    self._open[event.id] = event
+            self.metrics.incidents_open.set(len(self._open))
+        for event in events:
+            self.metrics.incidents.labels(event=event.event).inc()
+        if self.on_events is not None:
+            self.on_events(events)
+
+    def _count_input(self, arrival: _Arrival) -> None:
+        self.rows_processed += arrival.decoded.rows
+        self.metrics.received.labels(source=arrival.source, format=arrival.format).inc(
+            arrival.decoded.rows
+        )
+
+    def _reject(self, rejects: Sequence[Reject], source: str) -> None:
+        if not rejects:
+            return
+        by_reason: dict[str, int] = {}
+        for reject in rejects:
+            by_reason[reject.reason] = by_reason.get(reject.reason, 0) + 1
+        for reason, count in by_reason.items():
+            self.metrics.rejected.labels(reason=reason).inc(count)
+            self._noisy.warning(reason, f"rejected {count} row(s) from {source}: {reason}")
+        self.dead_letters.write(rejects, source)
+
+    def _snapshot(self) -> None:
+        logged = self.event_log.rows if self.event_log is not None else 0
+        snapshot.save(self.state_dir, self.correlator, logged, self.config.topology)
+        self._last_snapshot = time.monotonic()
+
+    def _recover(self, logged_rows: int, restored: bool) -> None:
+        """After an unclean stop: replay what the event log holds beyond the snapshot."""
+        if self.event_log is None:
+            return
+        missing = self.event_log.rows - logged_rows
+        if missing <= 0:
+            return
+        started = time.perf_counter()
+        table = read_log(self.event_log.directory, after=logged_rows)
+        rows = np.arange(table.num_rows, dtype=np.int64)
+        batch, _ = self.normalizer.normalize(table, rows)
+        self._correlate(batch)
+        log.warning(
+            "recovered %d logged alert(s) beyond the %s in %.2f s",
+            table.num_rows,
+            "snapshot" if restored else "start of the log",
+            time.perf_counter() - started,
+        )
+        self.recovery_seconds = time.perf_counter() - started
+
+
+def run_daemon(config: DaemonConfig, stop_signals: Sequence[int] = ()) -> None:
+    """Run until one of ``stop_signals`` arrives (SIGHUP reloads)."""
+    import signal
+
+    daemon = Daemon(config)
+
+    def _stop(signum: int, frame: object) -> None:
+        threading.Thread(target=daemon.stop, name="stop", daemon=True).start()
+
+    def _reload(signum: int, frame: object) -> None:
+        threading.Thread(target=daemon.reload, name="reload", daemon=True).start()
+
+    for signum in stop_signals:
+        signal.signal(signum, _stop)
+    signal.signal(signal.SIGHUP, _reload)
+    daemon.run()
