@@ -55,10 +55,12 @@ def main() -> None:
     )
     parts = correlator.memory()
     tracked = parts.pop("tracked fingerprints")
+    per_ci = parts.pop("configuration items")
     allocated = sum(parts.values())
     print(
         f"state: {allocated / 1e6:.1f} MB allocated for {tracked:,} tracked fingerprints = "
-        f"{allocated / tracked:.0f} bytes per alert"
+        f"{allocated / tracked:.0f} bytes per alert, plus {per_ci / 1e6:.1f} MB "
+        f"({per_ci / topology.n_cis:.0f} B per CI) for the topology's CI table"
     )
     for name, size in parts.items():
         print(f"  {name:<22} {size / 1e6:8.2f} MB  {size / tracked:6.0f} B/alert")
