@@ -230,6 +230,14 @@ def test_intervals_agree_with_brute_force_dominance(
     root = with_virtual_root(n, edges)
     lengths = nx.single_source_shortest_path_length(root, n)
     assert topology.depth.tolist() == [lengths[v] - 1 for v in range(n)]
+    idom = nx.immediate_dominators(root, n)
+    assert topology.idom.tolist() == [-1 if idom[v] == n else idom[v] for v in range(n)]
+    cycles = sorted(sorted(c) for c in nx.strongly_connected_components(root) if len(c) > 1)
+    assert [w for w in topology.warnings if w.startswith("impact cycle among")] == [
+        f"impact cycle among {len(c)} CIs (each can take the others down): "
+        + ", ".join(f"'c{v}'" for v in c)
+        for c in cycles
+    ]
     for x in range(n):
         reached = nx.descendants(root, x) | {x}
         assert topology.reachable(x).tolist() == sorted(reached)

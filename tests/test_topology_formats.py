@@ -9,6 +9,8 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.errors import TopologyError
 from correlator.topology import (
@@ -19,6 +21,7 @@ from correlator.topology import (
     load_topology,
     relation_direction,
 )
+from correlator.topology import cmdb as cmdb_module
 
 # One small network, dual-homed host included: (id, type, name or None, attributes).
 CIS = [
@@ -310,3 +313,65 @@ def test_warnings_for_isolated_untyped_and_shared_names(tmp_path: Path) -> None:
     assert "impact cycle: 'a' impacts itself" in topology.warnings
     assert topology.n_impact_edges == 1
     assert topology.child_idx.tolist() == [3]
+
+
+texts = st.sampled_from(["", " ", "a", " a ", "b", "web", "hôte-1", "Depends on", "uses", "hosts"])
+keys = st.sampled_from(["a", " b", "c ", "hôte-1", "web", " web "])
+# Any fields (mostly invalid exports) or well-formed ones (mostly valid: every CI with an id).
+json_exports = st.one_of(
+    st.tuples(
+        st.lists(
+            st.dictionaries(st.sampled_from(["id", "type", "name", "rack"]), texts, max_size=4),
+            max_size=6,
+        ),
+        st.lists(
+            st.dictionaries(st.sampled_from(["from", "to", "type", "note"]), texts, max_size=4),
+            max_size=8,
+        ),
+    ),
+    st.tuples(
+        st.lists(
+            st.fixed_dictionaries({"id": keys}, optional={"type": texts, "name": keys}),
+            max_size=6,
+            unique_by=lambda ci: ci["id"].strip(),
+        ),
+        st.lists(
+            st.fixed_dictionaries(
+                {"from": keys, "to": keys, "type": st.sampled_from(["uses", " hosts", "feeds?"])}
+            ),
+            max_size=8,
+        ),
+    ),
+)
+
+
+def outcome(export: cmdb_module._Export) -> tuple[object, ...]:
+    """What validating an export gives: its fields, or the error message."""
+    try:
+        cmdb = cmdb_module._validate(export)
+    except TopologyError as exc:
+        return ("error", str(exc))
+    arrays = (cmdb.impact_src.tolist(), cmdb.impact_dst.tolist())
+    return (cmdb.ids, cmdb.types, cmdb.names, cmdb.attributes, cmdb.warnings, arrays)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_exports)
+def test_json_fast_path_agrees_with_the_exact_path(
+    tmp_path_factory: pytest.TempPathFactory, export: tuple[list[dict], list[dict]]
+) -> None:
+    # All-string exports decode through msgspec; ``_read_json_values`` is the json twin.
+    path = write_json(tmp_path_factory.mktemp("cmdb") / "cmdb.json", *export)
+    fast = cmdb_module._read_json(path)
+    exact = cmdb_module._read_json_values(path)
+    assert outcome(fast) == outcome(exact)
+
+
+def test_non_ascii_ids_and_names_resolve(tmp_path: Path) -> None:
+    path = write_json(
+        tmp_path / "cmdb.json",
+        [{"id": "交换机-1", "type": "switch"}, {"id": "hôte-1", "type": "host", "name": "hôte"}],
+        [{"from": "hôte", "to": "交换机-1", "type": "connected_to"}],
+    )
+    topology = load_topology(path)
+    assert topology.child_idx.tolist() == [1] and topology.lookup("hôte") == 1

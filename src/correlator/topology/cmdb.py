@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import networkx as nx
 import numpy as np
 
 from correlator.errors import TopologyError
+from correlator.topology.graph import KeyIndex
 
 FORWARD: Final = "forward"
 """Impact runs from → to: ``from`` carries ``to`` (a switch *hosts* a host)."""
@@ -198,6 +200,44 @@ class _Export:
         self.rel_type.append(values[2])
         self.rel_pos.append(pos)
 
+    def add_cis(
+        self,
+        ids: list[str],
+        types: list[str],
+        names: list[str],
+        attributes: list[dict[str, str]],
+    ) -> None:
+        """Record the CIs at positions 0, 1, ..., given as columns of stripped values.
+
+        The same as ``add_ci`` for each, but when every CI has an id it is two passes over
+        lists instead of a call per CI; otherwise each goes through ``add_ci``, so the errors
+        come in file order.
+        """
+        if "" in ids:
+            for pos, row in enumerate(zip(ids, types, names, attributes, strict=True)):
+                self.add_ci(pos, *row)
+            return
+        self.ids += ids
+        self.types += types
+        self.names += [name or ci_id for name, ci_id in zip(names, ids, strict=True)]
+        self.attributes += attributes
+        self.ci_pos += range(len(ids))
+
+    def add_relations(self, sources: list[str], targets: list[str], types: list[str]) -> None:
+        """Record the relations at positions 0, 1, ..., given as columns of stripped values.
+
+        The same shortcut as ``add_cis``: only when a field is empty does each relation go
+        through ``add_relation`` for its error.
+        """
+        if "" in sources or "" in targets or "" in types:
+            for pos, row in enumerate(zip(sources, targets, types, strict=True)):
+                self.add_relation(pos, *row)
+            return
+        self.rel_from += sources
+        self.rel_to += targets
+        self.rel_type += types
+        self.rel_pos += range(len(sources))
+
 
 def _text(value: object) -> str:
     """A JSON or GraphML value as the string the engine matches on (``None`` → empty)."""
@@ -212,8 +252,74 @@ def _text(value: object) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+class _JsonRelation(msgspec.Struct, gc=False):
+    """A JSON relation whose fields are strings; an absent field is empty.
+
+    Untracked by the garbage collector (``gc=False``: it holds only strings), so a million
+    of them add no collector work.
+    """
+
+    source: str = msgspec.field(name="from", default="")
+    target: str = msgspec.field(name="to", default="")
+    type: str = ""
+
+
+class _JsonStrings(msgspec.Struct):
+    """A JSON export whose every CI field and relation field is a string."""
+
+    cis: list[dict[str, str]]
+    relations: list[_JsonRelation] = []
+
+
+_JSON_STRINGS = msgspec.json.Decoder(_JsonStrings)
+
+
+def _json_export(path: Path) -> _Export:
+    """An empty ``_Export`` that names places as ``cis[i]`` and ``relations[i]``."""
+    return _Export(
+        str(path),
+        ci_place=lambda pos: f"{path}: cis[{pos}]",
+        rel_place=lambda pos: f"{path}: relations[{pos}]",
+        endpoints=("from", "to"),
+    )
+
+
 def _read_json(path: Path) -> _Export:
-    """Read the ``{"cis": [...], "relations": [...]}`` export."""
+    """Read the ``{"cis": [...], "relations": [...]}`` export.
+
+    Exports whose values are all strings (the usual case, and what ``generate_network``
+    writes) decode with msgspec straight into string dicts and ``_JsonRelation`` records,
+    about twice as fast as ``json`` and without a dict per relation; the CIs' dicts, once
+    ``id``, ``type`` and ``name`` are popped, are their attributes. Anything else (numbers,
+    nulls, entries that are not objects, or JSON that does not parse) goes to
+    ``_read_json_values``, which gives the exact conversions and messages.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError(f"cannot read CMDB {path}: {exc.strerror or exc}") from exc
+    try:
+        doc = _JSON_STRINGS.decode(data)
+    except ValueError:  # msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError
+        return _read_json_values(path)
+    export = _json_export(path)
+    cis, rels = doc.cis, doc.relations
+    export.add_cis(
+        [ci.pop("id", "").strip() for ci in cis],
+        [ci.pop("type", "").strip() for ci in cis],
+        [ci.pop("name", "").strip() for ci in cis],
+        cis,
+    )
+    export.add_relations(
+        [r.source.strip() for r in rels],
+        [r.target.strip() for r in rels],
+        [r.type.strip() for r in rels],
+    )
+    return export
+
+
+def _read_json_values(path: Path) -> _Export:
+    """Read a JSON export with ``json``, converting each value with ``_text``."""
     try:
         with path.open(encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -226,12 +332,7 @@ def _read_json(path: Path) -> _Export:
     if not isinstance(cis, list) or not isinstance(relations, list):
         msg = f'{path}: expected an object with a "cis" array and a "relations" array'
         raise TopologyError(msg)
-    export = _Export(
-        str(path),
-        ci_place=lambda pos: f"{path}: cis[{pos}]",
-        rel_place=lambda pos: f"{path}: relations[{pos}]",
-        endpoints=("from", "to"),
-    )
+    export = _json_export(path)
     for pos, ci in enumerate(cis):
         if not isinstance(ci, dict):
             export.errors.append(f"{path}: cis[{pos}]: expected an object, not {_text(ci)!r}")
@@ -377,66 +478,78 @@ def _error_message(source: str, errors: list[str]) -> str:
     return f"invalid CMDB {source}: {len(errors)} {noun}\n" + "\n".join(f"  - {e}" for e in errors)
 
 
-def _validate(export: _Export) -> Cmdb:
-    """Check ids and relation endpoints, map relation types to impact edges, collect warnings."""
-    errors, warnings = export.errors, []
-    index: dict[str, int] = {}
-    for i, ci_id in enumerate(export.ids):
-        first = index.setdefault(ci_id, i)
-        if first != i:
-            places = (
-                f"{export.ci_place(export.ci_pos[first])} and {export.ci_place(export.ci_pos[i])}"
-            )
-            errors.append(f"duplicate CI id {ci_id!r}: {places}")
-    by_name: dict[str, int] = {}
-    shared: dict[str, list[str]] = {}
-    for i, name in enumerate(export.names):
-        first = by_name.setdefault(name, i)
-        if first != i:
-            shared.setdefault(name, [export.ids[first]]).append(export.ids[i])
+def _resolve(index: KeyIndex, by_name: KeyIndex, keys: list[str]) -> np.ndarray:
+    """int64 CI index of each key, an id before a name; -1 where it is neither."""
+    found = index.find(keys)
+    missing = np.flatnonzero(found < 0)
+    if missing.size:
+        found[missing] = by_name.find([keys[k] for k in missing])
+    return found
 
-    keys = {**by_name, **index}  # an id wins over a name
-    pairs = zip(export.rel_from, export.rel_to, strict=True)
-    ends = np.array([(keys.get(a, -1), keys.get(b, -1)) for a, b in pairs], dtype=np.int64)
-    ends = ends.reshape(-1, 2)
+
+def _validate(export: _Export) -> Cmdb:
+    """Check ids and relation endpoints, map relation types to impact edges, collect warnings.
+
+    Ids and names are indexed in bulk (``KeyIndex``); the loops that name duplicate ids and
+    shared names run over the repeats only.
+    """
+    errors, warnings = export.errors, []
+    ids, names = export.ids, export.names
+    index = KeyIndex(ids)
+    ci_place, ci_pos = export.ci_place, export.ci_pos
+    for i in np.flatnonzero(index.first != np.arange(len(ids))).tolist():
+        first = int(index.first[i])
+        places = f"{ci_place(ci_pos[first])} and {ci_place(ci_pos[i])}"
+        errors.append(f"duplicate CI id {ids[i]!r}: {places}")
+    by_name = KeyIndex(names)
+    shared: dict[str, list[str]] = {}
+    for i in np.flatnonzero(by_name.first != np.arange(len(names))).tolist():
+        shared.setdefault(names[i], [ids[by_name.first[i]]]).append(ids[i])
+
+    sides = (export.rel_from, export.rel_to)
+    ends = np.stack([_resolve(index, by_name, keys) for keys in sides], axis=1)
     for k, side in np.argwhere(ends < 0).tolist():
-        key = (export.rel_from, export.rel_to)[side][k]
         place = export.rel_place(export.rel_pos[k])
-        errors.append(f"{place}: {export.endpoints[side]}={key!r} is not a CI id or name")
+        errors.append(
+            f"{place}: {export.endpoints[side]}={sides[side][k]!r} is not a CI id or name"
+        )
     if errors:
         raise TopologyError(_error_message(export.source, errors))
 
     n_rel = len(export.rel_type)
     direction = {t: relation_direction(t) for t in set(export.rel_type)}
-    code = np.fromiter((_DIRECTION_CODE[direction[t]] for t in export.rel_type), np.int8, n_rel)
-    for rel_type, count in sorted(Counter(t for t in export.rel_type if not direction[t]).items()):
-        warnings.append(
-            f"unknown relation type {rel_type!r} in {count} relation(s): ignored "
-            "(known types: correlator.topology.RELATION_DIRECTIONS)"
-        )
-    untyped = [ci_id for ci_id, t in zip(export.ids, export.types, strict=True) if not t]
+    code_of = {t: _DIRECTION_CODE[d] for t, d in direction.items()}
+    code = np.fromiter(map(code_of.__getitem__, export.rel_type), np.int8, n_rel)
+    if None in direction.values():
+        unknown = Counter(t for t in export.rel_type if direction[t] is None)
+        for rel_type, count in sorted(unknown.items()):
+            warnings.append(
+                f"unknown relation type {rel_type!r} in {count} relation(s): ignored "
+                "(known types: correlator.topology.RELATION_DIRECTIONS)"
+            )
+    untyped = [ci_id for ci_id, t in zip(ids, export.types, strict=True) if not t]
     if untyped:
         preview = format_preview(map(repr, untyped), len(untyped))
         warnings.append(f"{len(untyped)} CI(s) have no type and are typed 'unknown': {preview}")
     if shared:
-        examples = (f"{name!r} ({', '.join(map(repr, ids))})" for name, ids in shared.items())
+        examples = (f"{name!r} ({', '.join(map(repr, ci_ids))})" for name, ci_ids in shared.items())
         warnings.append(
             f"{len(shared)} CI name(s) shared by several CIs; a lookup by name resolves to "
             f"the first: {format_preview(examples, len(shared))}"
         )
-    related = np.zeros(len(export.ids), dtype=bool)
+    related = np.zeros(len(ids), dtype=bool)
     related[ends.ravel()] = True
     isolated = np.flatnonzero(~related)
     if isolated.size:
-        preview = format_preview((repr(export.ids[i]) for i in isolated), isolated.size)
+        preview = format_preview((repr(ids[i]) for i in isolated), isolated.size)
         warnings.append(f"{isolated.size} CI(s) have no relations at all: {preview}")
 
     forward, known = code == 1, code != 0
     return Cmdb(
         source=export.source,
-        ids=tuple(export.ids),
-        types=tuple(t or "unknown" for t in export.types),
-        names=tuple(export.names),
+        ids=tuple(ids),
+        types=tuple(t or "unknown" for t in export.types) if untyped else tuple(export.types),
+        names=tuple(names),
         attributes=tuple(export.attributes),
         relation_count=n_rel,
         impact_src=np.where(forward, ends[:, 0], ends[:, 1])[known],

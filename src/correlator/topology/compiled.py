@@ -16,10 +16,11 @@ no impact edge enters from outside): each CI without impact parents, and each CI
 nothing else feeds. Every CI is therefore reachable from the root, and x *dominates* y when
 every impact path from the root to y passes through x: when x fails, y is certainly down.
 
-Every per-level loop is vectorized over the whole level (BFS frontier, tree level, or
-topological level of the condensation), so the cost is linear in the size of the graph plus
-a small numpy overhead per level; networkx computes the strongly connected components and
-the immediate dominators.
+The graph work (strongly connected components, immediate dominators, BFS depth, pre-order
+intervals, service reachability) runs in the numba kernels of ``correlator.topology.graph``
+over the CSR arrays, linear or near-linear in the size of the graph, so a 1,000,000-CI CMDB
+compiles in about a second; networkx, which gives the same results, is their reference in
+the tests.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
+from correlator.topology import graph
 from correlator.topology.cmdb import Cmdb, format_preview, load_cmdb
 
 DEFAULT_BUSINESS_SERVICE_TYPES: frozenset[str] = frozenset({"business_service", "cmdb_ci_service"})
@@ -109,13 +110,8 @@ class Topology:
 
     def reachable(self, x: int) -> np.ndarray:
         """Indices of the CIs a failure of ``x`` can reach in the impact graph, ``x`` included."""
-        seen = np.zeros(self.n_cis, dtype=bool)
-        frontier = np.array([x], dtype=np.int64)
-        while frontier.size:
-            seen[frontier] = True
-            children, _ = _gather(self.child_ptr, self.child_idx, frontier)
-            frontier = np.unique(children[~seen[children]])
-        return np.flatnonzero(seen)
+        start = np.array([x], dtype=np.int64)
+        return np.flatnonzero(graph.bfs_depth(self.child_ptr, self.child_idx, start) >= 0)
 
     def affected_services(self, cis: np.ndarray) -> list[str]:
         """Sorted ids of the business services impact-reachable from any of ``cis``.
@@ -177,38 +173,33 @@ def compile_topology(
     n = cmdb.n_cis
     warnings = list(cmdb.warnings)
     src, dst = cmdb.impact_src.astype(np.int64), cmdb.impact_dst.astype(np.int64)
-    loops = np.unique(src[src == dst])
+    loops = _sorted_unique(src[src == dst])
     warnings.extend(f"impact cycle: {cmdb.ids[i]!r} impacts itself" for i in loops)
     keep = src != dst
-    src, dst = np.divmod(np.unique(src[keep] * n + dst[keep]), max(n, 1))  # no edges if n == 0
-    by_parent = np.lexsort((src, dst))
+    src, dst = np.divmod(_sorted_unique(src[keep] * n + dst[keep]), max(n, 1))  # none if n == 0
+    child_ptr, child_idx = graph.csr(src, dst, n)
+    parent_ptr, parent_idx = graph.csr(dst, src, n)
 
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(n + 1))  # node n is the virtual root
-    graph.add_edges_from(zip(src.tolist(), dst.tolist(), strict=True))
-    component, n_components, cycles = _components(graph, n)
-    for members in cycles:
-        ids = format_preview((repr(cmdb.ids[i]) for i in members), len(members), _CYCLE_PREVIEW)
-        warnings.append(
-            f"impact cycle among {len(members)} CIs (each can take the others down): {ids}"
-        )
+    component, finished = graph.strong_components(child_ptr, child_idx)
+    n_components = int(component.max(initial=-1)) + 1
+    warnings.extend(_cycle_warnings(cmdb, component, n_components))
     crossing = component[src] != component[dst]
     entered = np.zeros(n_components, dtype=bool)
     entered[component[dst[crossing]]] = True
     root_children = np.flatnonzero(~entered[component])
-    graph.add_edges_from((n, v) for v in root_children.tolist())
-    idom = _immediate_dominators(graph, n)
+    idom = graph.immediate_dominators(child_ptr, child_idx, parent_ptr, parent_idx, root_children)
+    dom_depth, tin, tout = graph.tree_intervals(idom)
+    euler_order = np.empty(n, dtype=np.int32)
+    euler_order[tin] = np.arange(n, dtype=np.int32)
 
-    child_ptr = _ptr(src, n)
     type_names = sorted(set(cmdb.types))
     type_index = {name: t for t, name in enumerate(type_names)}
-    ci_type = np.fromiter((type_index[t] for t in cmdb.types), np.int32, n)
+    ci_type = np.fromiter(map(type_index.__getitem__, cmdb.types), np.int32, n)
     service_types = [t for t, name in enumerate(type_names) if name in business_service_types]
     is_service = np.isin(ci_type, service_types)
     services = np.flatnonzero(is_service)
-    dom_depth, tin, tout = _dominator_intervals(idom, n)
-    euler_order = np.empty(n, dtype=np.int32)
-    euler_order[tin] = np.arange(n, dtype=np.int32)
+    reach = _service_bits(component, n_components, services)
+    graph.fold_reach(child_ptr, child_idx, component, finished, reach)
     keys = dict(zip(reversed(cmdb.names), range(n - 1, -1, -1), strict=True))
     keys.update(zip(cmdb.ids, range(n), strict=True))
 
@@ -221,10 +212,10 @@ def compile_topology(
         attributes=list(cmdb.attributes),
         warnings=warnings,
         child_ptr=child_ptr,
-        child_idx=dst.astype(np.int32),
-        parent_ptr=_ptr(dst[by_parent], n),
-        parent_idx=src[by_parent].astype(np.int32),
-        depth=_bfs_depth(child_ptr, dst, root_children, n),
+        child_idx=child_idx,
+        parent_ptr=parent_ptr,
+        parent_idx=parent_idx,
+        depth=graph.bfs_depth(child_ptr, child_idx, root_children),
         idom=idom,
         dom_depth=dom_depth,
         tin=tin,
@@ -233,7 +224,7 @@ def compile_topology(
         is_business_service=is_service,
         _keys=keys,
         _component=component,
-        _service_reach=_service_reach(component, n_components, src, dst, services),
+        _service_reach=reach,
         _service_ids=[cmdb.ids[i] for i in services],
     )
     for value in vars(topology).values():
@@ -242,117 +233,44 @@ def compile_topology(
     return topology
 
 
-def _ptr(sorted_keys: np.ndarray, n: int) -> np.ndarray:
-    """CSR row pointer (int64[n + 1]) of rows given by sorted row keys."""
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(sorted_keys, minlength=n), out=ptr[1:])
-    return ptr
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values in increasing order, like ``np.unique``, by sorting.
 
-
-def _gather(ptr: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated CSR rows ``rows`` (row by row) and the length of each."""
-    starts = ptr[rows]
-    counts = ptr[rows + 1] - starts
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return idx[np.repeat(starts, counts) + offsets], counts
-
-
-def _components(graph: nx.DiGraph, n: int) -> tuple[np.ndarray, int, list[list[int]]]:
-    """Strongly connected components: each CI's (int32[n]), their number, and the cycles.
-
-    Components are numbered in order of their first CI; a cycle is the sorted members of a
-    component larger than one CI.
+    numpy 2.3+ finds integer uniques through a hash table first, which takes over half a
+    second on the 1.9 million impact edges of a 1,000,000-CI CMDB where a sort takes 0.02 s.
     """
-    label = np.arange(n, dtype=np.int64)
-    cycles = sorted(sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1)
-    for members in cycles:
-        label[members] = members[0]
-    unique, component = np.unique(label, return_inverse=True)
-    return component.astype(np.int32), int(unique.size), cycles
+    ordered = np.sort(values)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
 
 
-def _immediate_dominators(graph: nx.DiGraph, root: int) -> np.ndarray:
-    """int32[n] immediate dominator of each CI from ``root`` (-1 where it is the root)."""
-    found = nx.immediate_dominators(graph, root)
-    found.pop(root, None)  # networkx < 3.5 maps the start node to itself
-    nodes = np.fromiter(found.keys(), np.int64, len(found))
-    parents = np.fromiter(found.values(), np.int64, len(found))
-    idom = np.empty(root, dtype=np.int32)
-    idom[nodes] = np.where(parents == root, -1, parents)
-    return idom
+def _cycle_warnings(cmdb: Cmdb, component: np.ndarray, n_components: int) -> list[str]:
+    """One warning per impact cycle (strongly connected component of several CIs).
 
-
-def _bfs_depth(ptr: np.ndarray, idx: np.ndarray, start: np.ndarray, n: int) -> np.ndarray:
-    """int32[n] BFS distance from the ``start`` CIs (0) along the CSR graph."""
-    depth = np.full(n, -1, dtype=np.int32)
-    frontier, level = start, 0
-    while frontier.size:
-        depth[frontier] = level
-        nxt, _ = _gather(ptr, idx, frontier)
-        frontier, level = np.unique(nxt[depth[nxt] < 0]), level + 1
-    return depth
-
-
-def _dominator_intervals(idom: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Depth, pre-order number and exclusive subtree end of each CI in the dominator tree.
-
-    Iterative by tree level: subtree sizes are summed bottom-up, then a child's pre-order
-    number is its parent's plus one plus the sizes of its earlier siblings. Children of a
-    node are visited in CI order, the virtual root's children numbered from 0.
+    Cycles come in order of their first CI, each listing its CIs in CMDB order.
     """
-    parent = np.where(idom < 0, n, idom).astype(np.int64)
-    tree_idx = np.argsort(parent, kind="stable")
-    tree_ptr = _ptr(parent[tree_idx], n + 1)
-    levels = [tree_idx[tree_ptr[n] : tree_ptr[n + 1]]]
-    while levels[-1].size:
-        levels.append(_gather(tree_ptr, tree_idx, levels[-1])[0])
-    levels.pop()
-
-    dom_depth = np.empty(n, dtype=np.int32)
-    size = np.ones(n + 1, dtype=np.int64)
-    for depth, level in enumerate(levels):
-        dom_depth[level] = depth
-    for level in reversed(levels):
-        np.add.at(size, parent[level], size[level])
-
-    tin = np.empty(n + 1, dtype=np.int64)
-    tin[n] = -1  # so the root's first child gets pre-order number 0
-    for level in levels:
-        # ``level`` lists siblings contiguously; offset each by its earlier siblings' sizes.
-        before = np.cumsum(size[level]) - size[level]
-        first = np.r_[True, parent[level][1:] != parent[level][:-1]]
-        group_start = np.maximum.accumulate(np.where(first, np.arange(level.size), 0))
-        tin[level] = tin[parent[level]] + 1 + before - before[group_start]
-    return dom_depth, tin[:n].astype(np.int32), (tin[:n] + size[:n]).astype(np.int32)
+    sizes = np.bincount(component, minlength=n_components)
+    if not (sizes > 1).any():
+        return []
+    members = np.argsort(component, kind="stable")
+    ends = np.cumsum(sizes)
+    warnings = []
+    for c in np.flatnonzero(sizes > 1):
+        cycle = members[ends[c] - sizes[c] : ends[c]]
+        ids = format_preview((repr(cmdb.ids[i]) for i in cycle), cycle.size, _CYCLE_PREVIEW)
+        warnings.append(
+            f"impact cycle among {cycle.size} CIs (each can take the others down): {ids}"
+        )
+    return warnings
 
 
-def _service_reach(
-    component: np.ndarray, n_components: int, src: np.ndarray, dst: np.ndarray, services: np.ndarray
-) -> np.ndarray:
-    """Bitsets of the business services each strongly connected component reaches.
+def _service_bits(component: np.ndarray, n_components: int, services: np.ndarray) -> np.ndarray:
+    """uint64[n_components, words] with bit j set in the row of ``services[j]``'s component.
 
-    Row c of the uint64[n_components, words] result has bit j set when ``services[j]`` is
-    impact-reachable from component c (or in it). The rows are propagated over the
-    condensation DAG from its sinks upwards, a topological level at a time: a component's
-    row is final once every child's row has been OR-ed into it.
+    ``graph.fold_reach`` then ORs in what each component reaches, so bit j of row c ends up
+    set when business service ``services[j]`` is impact-reachable from component c.
     """
     bit = np.arange(services.size)
     reach = np.zeros((n_components, (services.size + 63) // 64), dtype=np.uint64)
     one_bits = np.left_shift(np.uint64(1), (bit % 64).astype(np.uint64))
     np.bitwise_or.at(reach, (component[services], bit // 64), one_bits)
-    if not services.size:
-        return reach
-    child, parent = np.divmod(
-        np.unique(component[dst] * np.int64(n_components) + component[src]), n_components
-    )
-    crossing = child != parent
-    child, parent = child[crossing], parent[crossing]
-    parent_ptr = _ptr(child, n_components)
-    pending = np.bincount(parent, minlength=n_components)
-    ready = np.flatnonzero(pending == 0)
-    while ready.size:
-        parents, counts = _gather(parent_ptr, parent, ready)
-        np.bitwise_or.at(reach, parents, reach[np.repeat(ready, counts)])
-        np.subtract.at(pending, parents, 1)
-        ready = np.unique(parents[pending[parents] == 0])
     return reach
