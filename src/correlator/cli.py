@@ -193,6 +193,27 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from correlator.sinks.plugins import plugins_report
+
+    print(plugins_report())
+    return 0
+
+
+def _cmd_tickets_list(args: argparse.Namespace) -> int:
+    from correlator.sinks.tickets import tickets_list_report
+
+    print(tickets_list_report(args.db, state=args.state, limit=args.limit))
+    return 0
+
+
+def _cmd_tickets_show(args: argparse.Namespace) -> int:
+    from correlator.sinks.tickets import ticket_show_report
+
+    print(ticket_show_report(args.db, args.id))
+    return 0
+
+
 def _cmd_topology_check(args: argparse.Namespace) -> int:
     text, ok = check_report(args.file, relations=args.relations)
     print(text)
@@ -289,6 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=1000, help="alerts per message (default 1000)"
     )
     send.set_defaults(func=_cmd_send)
+
+    plugins = commands.add_parser("plugins", help="list the sink types found, with their package")
+    plugins.set_defaults(func=_cmd_plugins)
+
+    tickets = commands.add_parser("tickets", help="browse the embedded SQLite ticket store")
+    ticket_commands = tickets.add_subparsers(
+        dest="tickets_command", required=True, metavar="ACTION"
+    )
+    for action, func, text in (
+        ("list", _cmd_tickets_list, "recently updated tickets"),
+        ("show", _cmd_tickets_show, "one ticket with its history"),
+    ):
+        sub = ticket_commands.add_parser(action, help=text)
+        sub.add_argument(
+            "--db",
+            default=_env("TICKETS_DB", "tickets.db"),
+            help="the sqlite sink's database (default tickets.db) [env CORRELATOR_TICKETS_DB]",
+        )
+        sub.set_defaults(func=func)
+        if action == "list":
+            sub.add_argument(
+                "--state", choices=["open", "resolved"], help="only tickets in this state"
+            )
+            sub.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+        else:
+            sub.add_argument("id", help="ticket (incident) id, or a unique prefix of it")
 
     topo = commands.add_parser("topology", help="check or explain a CMDB topology")
     topo_commands = topo.add_subparsers(dest="topology_command", required=True, metavar="ACTION")

@@ -25,12 +25,16 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
 
 
 class MatcherError(RuleError):
-    """A matcher string is malformed; ``column`` is the 0-based offset of the problem."""
+    """A matcher string is malformed; ``column`` is the 0-based offset of the problem.
 
-    def __init__(self, message: str, text: str, column: int) -> None:
+    ``reason`` is the message without the position, for callers that show it another way.
+    """
+
+    def __init__(self, message: str, text: str, column: int, reason: str | None = None) -> None:
         super().__init__(message)
         self.text = text
         self.column = column
+        self.reason = reason if reason is not None else message
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class MatcherSet:
 
 
 def _fail(text: str, column: int, message: str) -> MatcherError:
-    return MatcherError(f"{message} at column {column + 1} of {text!r}", text, column)
+    return MatcherError(f"{message} at column {column + 1} of {text!r}", text, column, message)
 
 
 def _skip_space(text: str, i: int) -> int:
