@@ -39,6 +39,12 @@ SEVERITY_CODES = {word: code for code, words in _SEVERITY_WORDS.items() for word
 DEFAULT_CI_LABELS = ("ci", "instance", "host", "hostname", "node")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _CHECK_OK, _CHECK_DUPLICATE, _CHECK_BAD_NAME = 0, 1, 2
+# Arrow scalars built once: pyarrow converts a bare Python value on every call,
+# which costs far more than the computation on a small batch.
+_ZERO = pa.scalar(0, pa.int64())
+_FALSE = pa.scalar(False)
+_FIRING = pa.scalar("firing")
+_RESOLVED = pa.scalar("resolved")
 # Rows the normalizer refuses, in increasing precedence (the last that applies is reported).
 _NORMALIZE_REJECTS = (
     "no_timestamp",
@@ -173,7 +179,7 @@ def _timestamps(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
         return ns, valid
     column = pc.cast(column, pa.int64())
     valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False))
-    ns = pc.fill_null(column, 0).to_numpy()
+    ns = pc.fill_null(column, _ZERO).to_numpy()
     return ns, valid
 
 
@@ -293,8 +299,8 @@ class Normalizer:
         if "status" in table.column_names:
             status = table.column("status").combine_chunks()
             present = ~np.asarray(status.is_null().to_numpy(zero_copy_only=False))
-            firing = np.asarray(pc.fill_null(pc.equal(status, "firing"), False))
-            resolved = np.asarray(pc.fill_null(pc.equal(status, "resolved"), False))
+            firing = np.asarray(pc.fill_null(pc.equal(status, _FIRING), _FALSE))
+            resolved = np.asarray(pc.fill_null(pc.equal(status, _RESOLVED), _FALSE))
             status_known = firing | resolved
             status_resolved = resolved
             bad_status = present & ~status_known

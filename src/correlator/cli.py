@@ -15,6 +15,7 @@ from pathlib import Path
 from correlator.batch import DEFAULT_CI_LABELS
 from correlator.correlate.engine import CorrelationSettings
 from correlator.errors import CorrelatorError
+from correlator.rules import load_rules
 from correlator.sinks.jsonl import JsonlSink
 from correlator.timefmt import parse_duration
 from correlator.topology import Topology, check_report, explain_report, load_topology
@@ -126,6 +127,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         result = replay(
             args.recording,
             topology=_topology(args.topology),
+            rules=load_rules(args.rules) if args.rules else None,
             sinks=[sink],
             settings=_settings(args),
             ci_labels=args.ci_labels or DEFAULT_CI_LABELS,
@@ -193,6 +195,22 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules_check(args: argparse.Namespace) -> int:
+    from correlator.rules import check_paths
+
+    text, ok = check_paths(args.paths)
+    print(text)
+    return 0 if ok else 1
+
+
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    from correlator.rules import test_rules
+
+    text, ok = test_rules(args.rules, args.alerts, args.expect, args.topology)
+    print(text)
+    return 0 if ok else 1
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from correlator.sinks.plugins import plugins_report
 
@@ -254,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write each input alert's incident or drop reason here",
     )
     rep.add_argument(
+        "--rules",
+        default=_env("RULES", None),
+        help="rule file or folder (default: significance by severity) [env CORRELATOR_RULES]",
+    )
+    rep.add_argument(
         "--explain",
         action="append",
         metavar="FINGERPRINT",
@@ -310,6 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=1000, help="alerts per message (default 1000)"
     )
     send.set_defaults(func=_cmd_send)
+
+    rules = commands.add_parser("rules", help="check rule files, or test them on alerts")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    check_rules = rule_commands.add_parser("check", help="validate rule files (file:line:col)")
+    check_rules.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders")
+    check_rules.set_defaults(func=_cmd_rules_check)
+    test = rule_commands.add_parser("test", help="each alert's fate under a rule set")
+    test.add_argument("--rules", required=True, help="rule file or folder")
+    test.add_argument("--alerts", required=True, help="alerts as JSON lines or a JSON array")
+    test.add_argument("--expect", help="expected fates; exit 1 on any difference")
+    test.add_argument(
+        "--topology",
+        default=_env("TOPOLOGY", None),
+        help="CMDB export for enrich and ci_type [env CORRELATOR_TOPOLOGY]",
+    )
+    test.set_defaults(func=_cmd_rules_test)
 
     plugins = commands.add_parser("plugins", help="list the sink types found, with their package")
     plugins.set_defaults(func=_cmd_plugins)

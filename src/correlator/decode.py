@@ -11,7 +11,7 @@ row; a whole file that cannot be opened raises ``SourceError``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
@@ -27,7 +27,9 @@ from correlator.schema import ALERT_SCHEMA, LABELS, TIMESTAMP
 
 DEFAULT_MAX_ROW_BYTES = 1 << 20
 CORRELATION_COLUMNS = ["labels", "startsAt", "endsAt", "receivedAt", "status"]
-_US_MIN = -(2**63 - 1) // 1000
+_US_MIN = pa.scalar(-(2**63 - 1) // 1000, pa.int64())
+_NULL_US = pa.scalar(None, pa.timestamp("us", tz="UTC"))
+_MAX_SECONDS = (2**63 - 1) / 1e9  # int64 nanoseconds end in April 2262
 
 
 class _Alert(msgspec.Struct):
@@ -91,7 +93,7 @@ def _timestamp_column(values: list[datetime | None]) -> pa.Array:
     us = pa.array(values, type=pa.timestamp("us", tz="UTC"))
     raw = pc.cast(us, pa.int64())
     representable = pc.greater(raw, _US_MIN)
-    return pc.cast(pc.if_else(representable, us, None), TIMESTAMP)
+    return pc.cast(pc.if_else(representable, us, _NULL_US), TIMESTAMP)
 
 
 def _map_column(maps: list[dict[str, str] | None]) -> pa.MapArray:
@@ -119,9 +121,23 @@ def table_from_alerts(alerts: list[_Alert]) -> pa.Table:
     )
 
 
+_EMPTY = ALERT_SCHEMA.empty_table()  # tables are immutable; making one costs ~60 us
+
+
 def empty_table() -> pa.Table:
     """A canonical table with no rows."""
-    return ALERT_SCHEMA.empty_table()
+    return _EMPTY
+
+
+def _too_late(alert: _Alert) -> str | None:
+    """The first time field past what int64 nanoseconds hold (e.g. a garbled year 6026)."""
+    for name in ("startsAt", "endsAt", "receivedAt"):
+        value = getattr(alert, name)
+        if value is not None:
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            if aware.timestamp() > _MAX_SECONDS:
+                return name
+    return None
 
 
 def _decode_rows(raws: list[bytes], row_offset: int, max_row_bytes: int) -> Decoded:
@@ -133,12 +149,20 @@ def _decode_rows(raws: list[bytes], row_offset: int, max_row_bytes: int) -> Deco
             rejects.append(Reject(i, "too_large", f"{len(raw)} bytes", raw))
             continue
         try:
-            good.append(_ONE.decode(raw))
+            alert = _ONE.decode(raw)
         except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             rejects.append(Reject(i, _reason(exc), str(exc), raw))
-        else:
-            index.append(i)
-    return Decoded(table_from_alerts(good), rejects, len(raws), np.array(index, dtype=np.int64))
+            continue
+        late = _too_late(alert)
+        if late is not None:
+            rejects.append(Reject(i, "bad_timestamp", f"{late} is after 2262", raw))
+            continue
+        good.append(alert)
+        index.append(i)
+    # Building a table costs about half a millisecond even when empty; bad input
+    # comes one rejected message at a time, so it must not pay that.
+    table = table_from_alerts(good) if good else empty_table()
+    return Decoded(table, rejects, len(raws), np.array(index, dtype=np.int64))
 
 
 def decode_json(
@@ -158,7 +182,10 @@ def decode_json(
             if len(payload) <= max_row_bytes or all(
                 len(raw) <= max_row_bytes for raw in _RAW_MANY.decode(payload)
             ):
-                return Decoded.clean(table_from_alerts(alerts), row_offset)
+                try:
+                    return Decoded.clean(table_from_alerts(alerts), row_offset)
+                except pa.ArrowInvalid:  # a time out of range: found row by row below
+                    pass
         try:
             raws = [bytes(r) for r in _RAW_MANY.decode(payload)]
         except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
@@ -181,7 +208,10 @@ def decode_json_lines(
             pass
         else:
             if len(alerts) == len(lines):
-                return Decoded.clean(table_from_alerts(alerts), row_offset)
+                try:
+                    return Decoded.clean(table_from_alerts(alerts), row_offset)
+                except pa.ArrowInvalid:  # a time out of range: found row by row below
+                    pass
     return _decode_rows(lines, row_offset, max_row_bytes)
 
 
@@ -201,6 +231,8 @@ def conform(table: pa.Table, *, row_offset: int = 0) -> Decoded:
             columns.append(pa.nulls(n, field.type))
             continue
         column = table.column(field.name)
+        if pa.types.is_timestamp(column.type) and column.type.unit != "ns":
+            column = _to_ns(column)
         if column.type != field.type and not _compatible(column.type, field.type):
             try:
                 column = pc.cast(column, field.type)
@@ -212,6 +244,20 @@ def conform(table: pa.Table, *, row_offset: int = 0) -> Decoded:
         columns.append(column)
     schema = pa.schema([f.with_type(c.type) for f, c in zip(ALERT_SCHEMA, columns, strict=True)])
     return Decoded.clean(pa.Table.from_arrays(columns, schema=schema), row_offset)
+
+
+def _to_ns(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A timestamp column in s, ms or us as ns; a time ns cannot hold becomes null (unset).
+
+    A plain cast would raise on such a time and take the daemon's loop down.
+    """
+    scale = {"s": 10**9, "ms": 10**6, "us": 10**3}[column.type.unit]
+    limit = (2**63 - 1) // scale
+    raw = pc.cast(column, pa.int64())
+    low, high = pa.scalar(-limit, pa.int64()), pa.scalar(limit, pa.int64())
+    inside = pc.and_(pc.greater(raw, low), pc.less(raw, high))
+    kept = pc.if_else(inside, raw, pa.scalar(None, pa.int64()))
+    return pc.multiply(kept, pa.scalar(scale, pa.int64())).cast(TIMESTAMP)
 
 
 def _compatible(found: pa.DataType, wanted: pa.DataType) -> bool:

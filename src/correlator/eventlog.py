@@ -13,6 +13,7 @@ oldest Parquet segments are deleted once the log exceeds its retention.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +31,17 @@ def _first_row(path: Path) -> int:
 
 
 def segments(directory: str | Path) -> list[Path]:
-    """The log's segments in order (Parquet and the open stream alike)."""
+    """The log's segments in order (Parquet and the open stream alike).
+
+    While a stream is being sealed both forms exist for a moment; the
+    Parquet one is complete by then and is the one listed.
+    """
     folder = Path(directory)
-    found = [p for p in folder.glob(f"{_PREFIX}*") if p.suffix in (".parquet", ".arrows")]
-    return sorted(found, key=_first_row)
+    found: dict[str, Path] = {}
+    for path in folder.glob(f"{_PREFIX}*"):
+        if path.suffix == ".parquet" or (path.suffix == ".arrows" and path.stem not in found):
+            found[path.stem] = path
+    return sorted(found.values(), key=_first_row)
 
 
 def _read_stream(path: Path) -> Iterator[pa.RecordBatch]:
@@ -101,6 +109,7 @@ class EventLog:
         self._sink: pa.OSFile | None = None
         self._path: Path | None = None
         self._opened = 0.0
+        self._sealing: threading.Thread | None = None
 
     def append(self, table: pa.Table) -> None:
         """Log ``table`` (canonical columns, ``receivedAt`` set) and flush it."""
@@ -117,19 +126,37 @@ class EventLog:
             self.rotate()
 
     def rotate(self) -> None:
-        """Seal the open segment as Parquet and apply retention."""
+        """Start a new segment; the full one is sealed as Parquet in the background.
+
+        Rewriting a large segment takes a fraction of a second, which the
+        correlation loop must not wait for.
+        """
         if self._writer is None:
             return
         assert self._sink is not None and self._path is not None
         self._writer.close()
         self._sink.close()
         self._writer = self._sink = None
-        self._seal(self._path)
-        self._retain()
+        self.wait()
+        self._sealing = threading.Thread(
+            target=self._seal_and_retain, args=(self._path,), name="eventlog-seal", daemon=True
+        )
+        self._sealing.start()
+
+    def wait(self) -> None:
+        """Wait until the last sealing finished."""
+        if self._sealing is not None:
+            self._sealing.join()
+            self._sealing = None
 
     def close(self) -> None:
-        """Seal the open segment (on a clean shutdown)."""
+        """Seal the open segment and wait for it (on a clean shutdown)."""
         self.rotate()
+        self.wait()
+
+    def _seal_and_retain(self, path: Path) -> None:
+        self._seal(path)
+        self._retain()
 
     def _open(self) -> None:
         self._path = self.directory / f"{_PREFIX}{self.rows:012d}.arrows"

@@ -15,8 +15,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from correlator.batch import DEFAULT_CI_LABELS, Normalizer
-from correlator.correlate.engine import CorrelationSettings, Correlator, Outcome
+from correlator.batch import DEFAULT_CI_LABELS
+from correlator.correlate.engine import CorrelationSettings, Outcome
 from correlator.correlate.layout import (
     DROP_DEDUPLICATED,
     DROP_INFORMATIONAL,
@@ -32,11 +32,12 @@ from correlator.correlate.layout import (
 from correlator.decode import CORRELATION_COLUMNS, Decoded, read_recording
 from correlator.fingerprint import format_fingerprint
 from correlator.incident import IncidentEvent
+from correlator.pipeline import FATES, Pipeline
 from correlator.rejects import Reject
+from correlator.rules import RuleSet
 from correlator.sinks.base import TicketSink
 from correlator.timefmt import format_ns
 from correlator.topology import Topology
-from correlator.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ReplaySummary:
     informational: int
     deduplicated: int
     orphan_resolves: int
+    held: int
     incidents_opened: int
     updates: int
     resolves: int
@@ -72,6 +74,7 @@ class ReplaySummary:
                 f"  dropped (info)   {self.informational:>12,}",
                 f"  deduplicated     {self.deduplicated:>12,}",
                 f"  orphan resolves  {self.orphan_resolves:>12,}",
+                f"  held by rules    {self.held:>12,}   (dropped, maintenance, flap, threshold)",
                 f"incidents opened   {self.incidents_opened:>12,}"
                 f"   ({self.updates:,} updates, {self.resolves:,} resolves)",
                 f"compression        {self.compression:>12,.1f} alerts per incident",
@@ -112,7 +115,7 @@ def write_assignments(
                 fingerprint=format_fingerprint(int(fingerprints[k])),
                 ts=format_ns(int(ts[k])),
                 incident=incident_ids[j] if j >= 0 else None,
-                dropped=DROP_REASONS[int(outcome.reason[k])] if j < 0 else None,
+                dropped=FATES[int(outcome.reason[k])] if j < 0 else None,
             )
         )
     lines.sort(key=lambda a: a.row)
@@ -153,7 +156,7 @@ class ReplayResult:
             when = format_ns(int(self.ts[k]))
             j = int(self.outcome.incident[k])
             if j < 0:
-                reason = DROP_REASONS[int(self.outcome.reason[k])]
+                reason = FATES[int(self.outcome.reason[k])]
                 lines.append(f"  {when}  row {self.outcome.row[k]}: dropped ({reason})")
                 continue
             ci = int(self.ci[k])
@@ -182,6 +185,7 @@ def replay(
     topology: Topology | None,
     sinks: Sequence[TicketSink] = (),
     settings: CorrelationSettings | None = None,
+    rules: RuleSet | None = None,
     ci_labels: Sequence[str] = DEFAULT_CI_LABELS,
     assignments: str | Path | None = None,
 ) -> ReplayResult:
@@ -191,12 +195,10 @@ def replay(
         decoded = recording
     else:
         decoded = read_recording(recording, columns=CORRELATION_COLUMNS)
-    vocab = Vocabulary()
-    normalizer = Normalizer(vocab, topology, ci_labels=ci_labels)
-    batch, rejects = normalizer.normalize(decoded.table, decoded.index)
-    batch = batch.in_time_order()
-    correlator = Correlator(vocab, topology, settings)
-    outcome = correlator.process(batch)
+    pipeline = Pipeline(topology, rules=rules, settings=settings, ci_labels=tuple(ci_labels))
+    batch, rejects = pipeline.normalizer.normalize(decoded.table, decoded.index)
+    batch, outcome = pipeline.process(batch)
+    correlator = pipeline.correlator
     events = outcome.events + correlator.flush()
     for sink in sinks:
         sink.write_batch(events)
@@ -206,13 +208,14 @@ def replay(
     ids = correlator.incident_ids()
     if assignments is not None:
         write_assignments(assignments, final, batch.fingerprint, batch.ts, all_rejects, ids)
-    reasons = np.bincount(outcome.reason, minlength=len(DROP_REASONS))
+    reasons = np.bincount(outcome.reason, minlength=len(FATES))
     summary = ReplaySummary(
         rows=decoded.rows,
         rejected=len(all_rejects),
         informational=int(reasons[DROP_INFORMATIONAL]),
         deduplicated=int(reasons[DROP_DEDUPLICATED]),
         orphan_resolves=int(reasons[DROP_ORPHAN_RESOLVE]),
+        held=int(reasons[len(DROP_REASONS) :].sum()),
         incidents_opened=sum(e.event == "open" and e.version == 1 for e in events),
         updates=sum(e.event == "update" for e in events),
         resolves=sum(e.event == "resolve" for e in events),

@@ -70,7 +70,8 @@ class Vocabulary:
         if not pa.types.is_dictionary(strings.type):
             strings = pc.dictionary_encode(strings)
         lut = np.append(self.intern_many(strings.dictionary.to_pylist()), np.int32(0))
-        indices = pc.fill_null(strings.indices, len(strings.dictionary))
+        missing = pa.scalar(len(strings.dictionary), strings.indices.type)
+        indices = pc.fill_null(strings.indices, missing)
         return lut[indices.to_numpy(zero_copy_only=False)], lut
 
     def strings(self, ids: Iterable[int]) -> list[str]:

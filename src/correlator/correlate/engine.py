@@ -9,6 +9,7 @@ thread (the correlation loop), so it takes no locks.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ from correlator.correlate.layout import (
     I_MERGED_INTO,
     I_NF,
     I_ROOT,
+    I_STATE,
     I_VERSION,
     INFORMATIONAL,
     N_ENT,
@@ -50,6 +52,7 @@ from correlator.correlate.layout import (
     NEED_SQ,
     NEED_UQ,
     NEED_XQ,
+    OPEN,
     S_DEDUP,
     S_DROP_INFO,
     S_INFER_MIN,
@@ -273,6 +276,8 @@ class Correlator:
             np.zeros((capacity, 2), dtype=np.int64),
         ]
         self._ids: list[str] = []
+        # Incidents whose id may still change: open and never sent (see _name_incidents).
+        self._provisional: set[int] = set()
         self._fp_hex: list[str] = []
         self._snapshots: dict[int, _Snapshot] = {}
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
@@ -289,6 +294,9 @@ class Correlator:
             if k != ST_SETTINGS:
                 self._state[k] = np.ascontiguousarray(arrays[f"state{k}"])
         self._ids = [str(i) for i in arrays["ids"]]
+        inc = self._state[ST_INC][: len(self._ids)]
+        unsent = (inc[:, I_VERSION] == 0) & (inc[:, I_STATE] == OPEN)
+        self._provisional = set(np.flatnonzero(unsent).tolist())
         self._snapshots.clear()
         self._fp_hex.clear()
 
@@ -296,16 +304,21 @@ class Correlator:
         """The significance code (``layout``) of each severity code."""
         return SIGNIFICANCE_BY_SEVERITY[severity]
 
-    def retarget(self, topology: Topology) -> None:
+    def retarget(self, topology: Topology, *, previous_ids: Sequence[str] | None = None) -> None:
         """Carry the state over to a new topology (a CMDB reload), matching CIs by id.
 
         Open incidents stay open with the same ids. Alerts on CIs that left the
         CMDB keep their incidents but no longer explain anything; counters that
-        follow the dominator tree are rebuilt for the new tree.
+        follow the dominator tree are rebuilt for the new tree. ``previous_ids``
+        names the CIs the state refers to when that is not ``self.topology``
+        (a snapshot taken before the CMDB file changed).
         """
-        self._name_incidents()
+        self._name_incidents(previous_ids)
         state = self._state
-        old_ids = self.topology.ci_ids if self.topology is not None else []
+        if previous_ids is not None:
+            old_ids = list(previous_ids)
+        else:
+            old_ids = self.topology.ci_ids if self.topology is not None else []
         new_index = {ci_id: k for k, ci_id in enumerate(topology.ci_ids)}
         index_map = np.array([new_index.get(i, -1) for i in old_ids] + [-1], dtype=np.int64)
         ent = state[ST_ENT]
@@ -313,6 +326,7 @@ class Correlator:
         inc = state[ST_INC]
         created = int(state[ST_CTR][N_INC])
         inc[:created, I_ROOT] = index_map[inc[:created, I_ROOT]]
+        inc[:created, I_ID_ROOT] = index_map[inc[:created, I_ID_ROOT]]
         kernel.remap_ci_lists(state[ST_POOL], inc, created, index_map)
         cis = np.zeros((topology.n_cis, CI_NF), dtype=np.int64)
         cis[:, CI_ROOT_INC] = cis[:, CI_MEMBER_INC] = cis[:, CI_LAST_INC] = -1
@@ -354,11 +368,19 @@ class Correlator:
         """How many incidents were ever formed (some may never have been sent)."""
         return int(self._state[ST_CTR][N_INC])
 
-    def process(self, batch: AlertBatch) -> Outcome:
-        """Correlate one batch (sorted into event-time order first)."""
-        batch = batch.in_time_order()
+    def process(self, batch: AlertBatch, significance: np.ndarray | None = None) -> Outcome:
+        """Correlate one batch (sorted into event-time order first).
+
+        ``significance`` (one code per alert, in the batch's order) is what the
+        first level decided; without it, significance follows severity.
+        """
+        if significance is None:
+            significance = SIGNIFICANCE_BY_SEVERITY[batch.severity]
+        if len(batch) > 1 and not bool(np.all(batch.ts[:-1] <= batch.ts[1:])):
+            order = np.argsort(batch.ts, kind="stable")
+            batch = batch.take(order)
+            significance = significance[order]
         n = len(batch)
-        significance = SIGNIFICANCE_BY_SEVERITY[batch.severity]
         out_inc = np.full(n, -1, dtype=np.int64)
         out_reason = np.zeros(n, dtype=np.int8)
         out_why = np.zeros(n, dtype=np.int8)
@@ -434,16 +456,37 @@ class Correlator:
             target = hop
         return np.where(incidents >= 0, target[np.maximum(incidents, 0)], -1)
 
-    def _name_incidents(self) -> None:
+    def _name_incidents(self, ci_ids: Sequence[str] | None = None) -> None:
+        """Name the incidents created since the last call, and rename the provisional ones.
+
+        An id comes from the incident's id root and creation time, and a
+        take-over may still re-root an incident that was never sent; so the
+        name of an open, unsent incident is recomputed on every call and only
+        fixed once the incident is sent (or merged or resolved unsent). A name
+        cached earlier would depend on where batch boundaries fell, and a
+        daemon, a restarted daemon and a replay would disagree on ids. ``ci_ids``
+        are the CIs the state's CI numbers refer to (default: the topology's).
+        """
+        if ci_ids is None:
+            ci_ids = self.topology.ci_ids if self.topology is not None else []
+        inc = self._state[ST_INC]
         for j in range(len(self._ids), int(self._state[ST_CTR][N_INC])):
-            row = self._state[ST_INC][j]
-            root = int(row[I_ID_ROOT])
-            if root >= 0 and self.topology is not None:
-                key = self.topology.ci_ids[root]
-            else:
-                alertname = self.vocab[int(row[I_GROUP_ALERTNAME])]
-                key = f"{alertname}/{self.vocab[int(row[I_GROUP_VALUE])]}"
-            self._ids.append(incident_id(key, int(row[I_ID_TS])))
+            self._ids.append("")
+            self._provisional.add(j)
+        for j in list(self._provisional):
+            self._ids[j] = self._name(j, ci_ids)
+            if inc[j, I_VERSION] > 0 or inc[j, I_STATE] != OPEN:
+                self._provisional.discard(j)
+
+    def _name(self, j: int, ci_ids: Sequence[str]) -> str:
+        row = self._state[ST_INC][j]
+        root = int(row[I_ID_ROOT])
+        if root >= 0 and self.topology is not None:
+            key = ci_ids[root]
+        else:
+            alertname = self.vocab[int(row[I_GROUP_ALERTNAME])]
+            key = f"{alertname}/{self.vocab[int(row[I_GROUP_VALUE])]}"
+        return incident_id(key, int(row[I_ID_TS]))
 
     def _grow(self, need: int) -> None:
         state = self._state

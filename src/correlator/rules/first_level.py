@@ -1,0 +1,388 @@
+"""``FirstLevel``: a rule set's first-level stages compiled and run batch by batch.
+
+The driver owns a compiled rule set (label space, match programs, rule
+parameters as arrays) and the flap/threshold state, and runs the numba
+kernels (``rules.kernel``, which states the per-alert semantics) over each
+batch in event-time order. It runs before the correlation kernel: the alerts
+whose fate is ``passed`` go on, with the significance decided here. The
+second level's selectors are compiled here too (``FirstLevel.programs``), over
+the same label columns, so the correlation kernel gets per-string tables
+without compiling anything itself.
+
+``reload`` swaps in a new rule set between two batches. The new set is
+compiled completely before anything changes, so a set that fails to compile
+leaves the old one running; flap and threshold state carries over for rules
+that keep their stage, name and window size (``count``, ``changes``).
+
+The driver is used by one thread (the correlation loop) and takes no locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from correlator.batch import AlertBatch
+from correlator.errors import RuleError
+from correlator.matchers import MatcherSet
+from correlator.rules import kernel
+from correlator.rules.model import (
+    BELOW_THRESHOLD,
+    DROPPED,
+    EXCEPTION,
+    FATE_NAMES,
+    FLAPPING,
+    IN_MAINTENANCE,
+    INFORMATIONAL,
+    PASSED,
+    SIGNIFICANCE_NAMES,
+    WARNING,
+    RuleSet,
+    Selector,
+)
+from correlator.rules.tables import LabelColumns, LabelSpace, MatchProgram
+from correlator.rules.windows import rule_intervals
+from correlator.topology import Topology
+from correlator.vocab import Vocabulary
+
+SIGNIFICANCE_BY_SEVERITY = np.array(
+    [WARNING, INFORMATIONAL, WARNING, EXCEPTION, EXCEPTION], dtype=np.int8
+)
+"""Significance when no classify rule matches, by severity code (unknown, info, warning,
+error, critical)."""
+
+MAX_ENRICH_ATTRIBUTES = 64
+_FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
+
+
+def rule_hash(stage: str, name: str) -> int:
+    """FNV-1a 64 of ``stage:name``: what keys a rule's state, stable across reloads."""
+    h = _FNV_OFFSET
+    for byte in f"{stage}:{name}".encode():
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def catch_all(position: Any) -> Selector:
+    """A selector that holds on every alert (for rules whose ``match`` is optional)."""
+    return Selector((MatcherSet(()),), ("{}",), position)
+
+
+@dataclass(frozen=True)
+class FirstLevelOutcome:
+    """What the first level decided for each alert of a batch, in event-time order.
+
+    ``batch`` is the input sorted by event time (ties in input order) with enriched
+    labels appended; ``batch.row`` maps back to input rows. ``significance`` is a
+    code of ``SIGNIFICANCE_NAMES``; ``classified_by`` the classify rule that set it
+    (-1: by severity). ``fate`` is a code of ``FATE_NAMES`` and ``rule`` the index of
+    the deciding rule in its stage's tuple (-1 when passed). ``columns`` holds the
+    string ids of every label the rule set reads, after enrichment and
+    classification, for the second level to match on.
+    """
+
+    batch: AlertBatch
+    significance: np.ndarray
+    classified_by: np.ndarray
+    fate: np.ndarray
+    rule: np.ndarray
+    columns: LabelColumns
+    rules: RuleSet
+
+    @property
+    def passed(self) -> np.ndarray:
+        """Mask of the alerts that go on to correlation."""
+        return self.fate == PASSED
+
+    def rule_name(self, i: int) -> str | None:
+        """The name of the rule that stopped alert ``i``, or ``None`` when it passed."""
+        stage = _STAGE_OF_FATE.get(int(self.fate[i]))
+        return getattr(self.rules, stage)[int(self.rule[i])].name if stage else None
+
+    def explain(self, i: int) -> str:
+        """One line on alert ``i``: its significance and fate, naming rules and positions."""
+        significance = SIGNIFICANCE_NAMES[int(self.significance[i])]
+        by = int(self.classified_by[i])
+        source = (
+            f"classify rule {self.rules.classify[by].name!r} ({self.rules.classify[by].position})"
+            if by >= 0
+            else "severity"
+        )
+        text = f"{significance} (by {source}); {FATE_NAMES[int(self.fate[i])]}"
+        stage = _STAGE_OF_FATE.get(int(self.fate[i]))
+        if stage:
+            rule = getattr(self.rules, stage)[int(self.rule[i])]
+            text += f" by {stage} rule {rule.name!r} ({rule.position})"
+        return text
+
+
+_STAGE_OF_FATE = {
+    DROPPED: "drop",
+    IN_MAINTENANCE: "maintenance",
+    FLAPPING: "flap",
+    BELOW_THRESHOLD: "threshold",
+}
+
+
+def _counted_arrays(rules: Any, size_of: Any, stage: str, space: LabelSpace) -> tuple[Any, ...]:
+    keys = [[space.row_of[k] for k in r.key] for r in rules]
+    ptr = np.zeros(len(rules) + 1, dtype=np.int64)
+    np.cumsum([len(k) for k in keys], out=ptr[1:])
+    return (
+        np.array([rule_hash(stage, r.name) for r in rules], dtype=np.uint64),
+        np.array([size_of(r) for r in rules], dtype=np.int64),
+        np.array([r.within for r in rules], dtype=np.int64),
+        ptr,
+        np.array([row for k in keys for row in k], dtype=np.int64),
+    )
+
+
+class CompiledRules:
+    """A rule set compiled against a vocabulary and a topology, ready for the kernel.
+
+    ``programs`` also holds the second level's selectors compiled over the same
+    columns, by ``stage.field`` (``inhibit.source``, ``inhibit.target``,
+    ``pair.problem``, ``pair.recovery``, ``group``, ``respond``); selector k is
+    rule k of that stage.
+    """
+
+    def __init__(self, rules: RuleSet, vocab: Vocabulary, topology: Topology | None) -> None:
+        self.rules = rules
+        attributes = list(dict.fromkeys(a for r in rules.enrich for a in r.attributes))
+        if len(attributes) > MAX_ENRICH_ATTRIBUTES:
+            msg = f"enrich copies {len(attributes)} attributes; at most {MAX_ENRICH_ATTRIBUTES}"
+            raise RuleError(msg)
+        ci_type_ids = None
+        if topology is not None:
+            type_ids = np.array([vocab.intern(t) for t in topology.type_names], dtype=np.int32)
+            ci_type_ids = type_ids[topology.ci_type] if len(type_ids) else None
+        names = rules.label_names() | set(attributes)
+        space = self.space = LabelSpace(names, vocab, ci_type_ids)
+
+        def program(selectors: list[Selector]) -> MatchProgram:
+            return MatchProgram(selectors, space)
+
+        enrich = program([r.match or catch_all(r.position) for r in rules.enrich])
+        classify = program([r.match for r in rules.classify])
+        stages = (rules.drop, rules.maintenance, rules.flap, rules.threshold)
+        main = program([r.match for stage in stages for r in stage])
+        self.programs = {
+            "inhibit.source": program([r.source for r in rules.inhibit]),
+            "inhibit.target": program([r.target for r in rules.inhibit]),
+            "pair.problem": program([r.problem for r in rules.pair]),
+            "pair.recovery": program([r.recovery for r in rules.pair]),
+            "group": program([r.match or catch_all(r.position) for r in rules.group]),
+            "respond": program([r.match for r in rules.respond]),
+        }
+        sig_ids = np.array([vocab.intern(s) for s in SIGNIFICANCE_NAMES], dtype=np.int32)
+        space.learn("significance", sig_ids.tolist())
+        if ci_type_ids is not None:
+            space.learn("ci_type", np.unique(ci_type_ids).tolist())
+
+        cis = topology.attributes if topology is not None else []
+        values = np.zeros((len(attributes), len(cis)), dtype=np.int32)
+        for a, attribute in enumerate(attributes):
+            values[a] = vocab.intern_many(ci.get(attribute, "") for ci in cis)
+            space.learn(attribute, np.unique(values[a]).tolist())
+        self.rule_attributes = np.array(
+            [[a in r.attributes for a in attributes] for r in rules.enrich], dtype=np.bool_
+        ).reshape(len(rules.enrich), len(attributes))
+        self.attribute_rows = np.array([space.row_of[a] for a in attributes], dtype=np.int64)
+        self.attribute_ids = np.array([vocab.intern(a) for a in attributes], dtype=np.int32)
+        self.attribute_values = values
+        self.rule_significance = np.array([r.significance for r in rules.classify], dtype=np.int8)
+        self.significance_ids = sig_ids
+        self.significance_row = space.row_of.get("significance", -1)
+        starts = np.cumsum([0, *map(len, stages)])[:4].astype(np.int64)
+        stage_of = np.repeat(np.arange(4, dtype=np.int64), [len(s) for s in stages])
+        self.stages = (stage_of, starts)
+        self.flap = _counted_arrays(rules.flap, lambda r: r.changes + 1, "flap", space)
+        self.threshold = _counted_arrays(rules.threshold, lambda r: r.count, "threshold", space)
+        self.largest = int(max(self.flap[1].max(initial=0), self.threshold[1].max(initial=0)))
+        self.enrich_program, self.classify_program, self.main_program = enrich, classify, main
+        self.enrich_flags = np.zeros(len(rules.enrich), dtype=np.bool_)
+
+
+class _State:
+    """Flap and threshold state: a table from keys to records in a pool (see ``kernel``)."""
+
+    def __init__(self, slots: int = 1024, pool: int = 8192) -> None:
+        self.table = np.zeros((slots, 2), dtype=np.uint64)
+        self.pool = np.zeros(pool, dtype=np.int64)
+        self.ctr = np.zeros(2, dtype=np.int64)  # records, pool slots used
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """What the kernel reads and writes."""
+        return (self.table, self.pool, self.ctr)
+
+    def grow(self, largest: int) -> None:
+        """Make room for two more records of up to ``largest`` times each."""
+        records, used = int(self.ctr[0]), int(self.ctr[1])
+        room = 2 * (kernel.RECORD_HEADER + largest)
+        if used + room > len(self.pool):
+            grown = np.zeros(max(2 * len(self.pool), used + room), dtype=np.int64)
+            grown[:used] = self.pool[:used]
+            self.pool = grown
+        slots = len(self.table)
+        while 2 * (records + 2) > slots:
+            slots *= 2
+        if slots > len(self.table):
+            keys, offsets = self._occupied()
+            self.table = np.zeros((slots, 2), dtype=np.uint64)
+            kernel.reinsert(self.table, keys, offsets)
+
+    def _occupied(self) -> tuple[np.ndarray, np.ndarray]:
+        used = self.table[:, 1] != 0
+        return self.table[used, 0], self.table[used, 1].astype(np.int64) - 1
+
+    def carried(self, tags: dict[int, int]) -> _State:
+        """A new state with the records whose tag is in ``tags``, retagged as it says."""
+        keys, offsets = self._occupied()
+        keep = np.isin(self.pool[offsets], np.array(list(tags), dtype=np.int64))
+        keys, offsets = keys[keep], offsets[keep]
+        lengths = kernel.RECORD_HEADER + self.pool[offsets + 1]
+        starts = (np.cumsum(lengths) - lengths).astype(np.int64)
+        total = int(lengths.sum())
+        new = _State(max(1024, 4 * len(keys)), max(8192, 2 * total))
+        inside = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+        new.pool[:total] = self.pool[np.repeat(offsets, lengths) + inside]
+        new.pool[starts] = [tags[int(t)] for t in self.pool[offsets].tolist()]
+        new.ctr[:] = (len(keys), total)
+        kernel.reinsert(new.table, keys, starts)
+        return new
+
+
+def _carried_tags(old: CompiledRules, new: CompiledRules) -> dict[int, int]:
+    """Old record tag to new one, for flap/threshold rules that keep stage, name and size."""
+    now = {}
+    for base, rules in ((kernel.FLAP_TAG, new.flap), (kernel.THRESHOLD_TAG, new.threshold)):
+        for k, (h, size) in enumerate(zip(rules[0].tolist(), rules[1].tolist(), strict=True)):
+            now[h] = (base + k, size)
+    tags = {}
+    for base, rules in ((kernel.FLAP_TAG, old.flap), (kernel.THRESHOLD_TAG, old.threshold)):
+        for k, (h, size) in enumerate(zip(rules[0].tolist(), rules[1].tolist(), strict=True)):
+            if h in now and now[h][1] == size:
+                tags[base + k] = now[h][0]
+    return tags
+
+
+class FirstLevel:
+    """Classify, drop, maintenance, flap, threshold and enrich over a stream of batches."""
+
+    def __init__(self, rules: RuleSet, vocab: Vocabulary, topology: Topology | None = None) -> None:
+        self.vocab = vocab
+        self._compiled = CompiledRules(rules, vocab, topology)
+        self._state = _State()
+        self._ptr = np.zeros(1, dtype=np.int64)
+        self._sel = np.zeros(1024, dtype=np.int32)
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set running now."""
+        return self._compiled.rules
+
+    @property
+    def programs(self) -> dict[str, MatchProgram]:
+        """The second level's selectors compiled over ``FirstLevelOutcome.columns``."""
+        return self._compiled.programs
+
+    @property
+    def state_entries(self) -> int:
+        """How many flap/threshold keys the state holds."""
+        return int(self._state.ctr[0])
+
+    def reload(self, rules: RuleSet, topology: Topology | None) -> None:
+        """Replace the rule set (and topology) between batches; on error the old one stays."""
+        compiled = CompiledRules(rules, self.vocab, topology)
+        self._state = self._state.carried(_carried_tags(self._compiled, compiled))
+        self._compiled = compiled
+
+    def process(self, batch: AlertBatch) -> FirstLevelOutcome:
+        """Decide every alert of ``batch`` (sorted into event-time order first)."""
+        compiled = self._compiled
+        batch = batch.in_time_order()
+        n = len(batch)
+        columns = compiled.space.columns(batch)
+        cols = columns.values
+        if len(self._ptr) < n + 1:
+            self._ptr = np.zeros(n + 1, dtype=np.int64)
+        added = np.zeros(n if compiled.rules.enrich else 0, dtype=np.uint64)
+        if compiled.rules.enrich:
+            ptr, sel = self._matches(compiled.enrich_program, columns)
+            kernel.enrich(
+                ptr,
+                sel,
+                batch.ci,
+                compiled.rule_attributes,
+                compiled.attribute_rows,
+                compiled.attribute_values,
+                cols,
+                added,
+                compiled.enrich_flags,
+            )
+        significance = np.empty(n, dtype=np.int8)
+        classified = np.empty(n, dtype=np.int32)
+        ptr, sel = self._matches(compiled.classify_program, columns)
+        kernel.classify(
+            ptr,
+            sel,
+            compiled.rule_significance,
+            SIGNIFICANCE_BY_SEVERITY,
+            batch.severity,
+            compiled.significance_row,
+            compiled.significance_ids,
+            cols,
+            significance,
+            classified,
+        )
+        ptr, sel = self._matches(compiled.main_program, columns)
+        lo, hi = (int(batch.ts[0]), int(batch.ts[-1])) if n else (0, 0)
+        windows = rule_intervals(compiled.rules.maintenance, lo, hi)
+        fate = np.zeros(n, dtype=np.int8)
+        rule = np.full(n, -1, dtype=np.int32)
+        position = 0
+        while True:
+            position, need = kernel.run(
+                position,
+                ptr,
+                sel,
+                batch.ts,
+                batch.fingerprint,
+                batch.status,
+                cols,
+                compiled.stages,
+                windows,
+                compiled.flap,
+                compiled.threshold,
+                self._state.arrays(),
+                (fate, rule),
+            )
+            if need == kernel.DONE:
+                break
+            self._state.grow(compiled.largest)
+        if added.any():
+            ptr, keys, values = kernel.append_labels(
+                batch.label_ptr,
+                batch.label_key,
+                batch.label_value,
+                added,
+                compiled.attribute_ids,
+                compiled.attribute_rows,
+                cols,
+            )
+            batch = replace(batch, label_ptr=ptr, label_key=keys, label_value=values)
+        return FirstLevelOutcome(
+            batch, significance, classified, fate, rule, columns, compiled.rules
+        )
+
+    def _matches(
+        self, program: MatchProgram, columns: LabelColumns
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``program.matches`` into buffers kept across batches (fresh pages are slow)."""
+        if program.n_clauses == 0:
+            self._ptr[: columns.values.shape[1] + 1] = 0
+            return self._ptr, self._sel
+        ptr, self._sel = program.matches(columns, self._ptr, self._sel)
+        return ptr, self._sel
