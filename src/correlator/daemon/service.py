@@ -128,7 +128,10 @@ class Daemon:
         )
         self._queue: queue.Queue[_Arrival | None] = queue.Queue(maxsize=1024)
         self._commands: queue.Queue[_Command] = queue.Queue()
-        self._open: dict[str, IncidentEvent] = {}
+        self._open: dict[str, IncidentEvent] = {
+            event.id: event for event in (restored.open_incidents if restored else ())
+        }
+        self.metrics.incidents_open.set(len(self._open))
         self._open_lock = threading.Lock()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -382,16 +385,23 @@ class Daemon:
             decoded = arrival.decoded
             self._count_input(arrival)
             table = self._stamp(arrival)
-            rows = np.arange(self._row, self._row + table.num_rows, dtype=np.int64)
+            first = self._row
+            rows = np.arange(first, first + table.num_rows, dtype=np.int64)
             self._row += table.num_rows
             batch, rejects = self.normalizer.normalize(table, rows)
             self._reject(rejects, arrival.source)
             self._reject(decoded.rejects, arrival.source)
+            if rejects:  # the log holds accepted alerts only, as replay must see them
+                keep = np.ones(table.num_rows, dtype=bool)
+                keep[[r.row - first for r in rejects]] = False
+                table = table.filter(pa.array(keep))
             batches.append(batch)
             tables.append(table)
-        self._correlate(concat_batches(batches))
+        # Log before correlating (write-ahead): once an alert's effects are
+        # emitted, it is in the log, so a crash can replay it.
         if self.event_log is not None:
             self.event_log.append(pa.concat_tables(tables))
+        self._correlate(concat_batches(batches))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
 
@@ -445,7 +455,9 @@ class Daemon:
 
     def _snapshot(self) -> None:
         logged = self.event_log.rows if self.event_log is not None else 0
-        snapshot.save(self.state_dir, self.correlator, logged, self.config.topology)
+        snapshot.save(
+            self.state_dir, self.correlator, logged, self.config.topology, self.open_incidents()
+        )
         self._last_snapshot = time.monotonic()
 
     def _recover(self, logged_rows: int, restored: bool) -> None:

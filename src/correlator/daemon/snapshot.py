@@ -1,6 +1,7 @@
 """Snapshots of the correlation state, so a restart loses no open incident.
 
-A snapshot is the engine's arrays, the string vocabulary they refer to, and
+A snapshot is the engine's arrays, the string vocabulary they refer to, the
+latest event of each open incident (what ``/api/v1/incidents`` shows), and
 how many alerts of the event log it covers. It is written to a temporary
 name and renamed, so a crash mid-write leaves the previous snapshot intact.
 After a crash, the daemon restores the last snapshot and replays the event
@@ -11,23 +12,28 @@ may be emitted twice; sinks deduplicate them by incident id and version).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from correlator.correlate.engine import Correlator
+from correlator.incident import IncidentEvent
 from correlator.vocab import Vocabulary
 
 SNAPSHOT = "snapshot.npz"
 _META = "snapshot.json"
+_META_KEY = "_meta"
 
 
 class _Meta(msgspec.Struct):
     logged_rows: int
     topology: str | None
     strings: list[str]
+    open_incidents: list[IncidentEvent] = []
+    ci_ids: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,19 +41,34 @@ class Restored:
     """What a snapshot gave back."""
 
     logged_rows: int
+    open_incidents: list[IncidentEvent] = field(default_factory=list)
 
 
-def save(directory: Path, correlator: Correlator, logged_rows: int, topology: str | None) -> None:
-    """Write a snapshot of ``correlator`` covering the first ``logged_rows`` logged alerts."""
+def save(
+    directory: Path,
+    correlator: Correlator,
+    logged_rows: int,
+    topology: str | None,
+    open_incidents: Sequence[IncidentEvent] = (),
+) -> None:
+    """Write a snapshot of ``correlator`` covering the first ``logged_rows`` logged alerts.
+
+    The arrays and the metadata go into one file, renamed into place: two
+    files renamed one after the other could be torn by a crash between the
+    renames (new arrays, old vocabulary). ``snapshot.json`` is a readable
+    copy of the metadata, written after.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     arrays = correlator.export_state()
+    strings = correlator.vocab.strings(range(len(correlator.vocab)))
+    ci_ids = list(correlator.topology.ci_ids) if correlator.topology is not None else None
+    meta = msgspec.json.encode(_Meta(logged_rows, topology, strings, list(open_incidents), ci_ids))
     partial = directory / (SNAPSHOT + ".tmp")
     with partial.open("wb") as out:
-        np.savez(out, **arrays)
-    meta = _Meta(logged_rows, topology, correlator.vocab.strings(range(len(correlator.vocab))))
-    meta_partial = directory / (_META + ".tmp")
-    meta_partial.write_bytes(msgspec.json.encode(meta))
+        np.savez(out, **arrays, **{_META_KEY: np.frombuffer(meta, dtype=np.uint8)})
     os.replace(partial, directory / SNAPSHOT)
+    meta_partial = directory / (_META + ".tmp")
+    meta_partial.write_bytes(meta)
     os.replace(meta_partial, directory / _META)
 
 
@@ -55,17 +76,28 @@ def load(directory: Path, correlator: Correlator, topology: str | None) -> Resto
     """Restore the snapshot in ``directory`` into a fresh ``correlator``; None if there is none.
 
     A snapshot taken with another topology file is ignored (its CI numbers
-    would not match); the event log then rebuilds what it can.
+    would not match); the event log then rebuilds what it can. When the file
+    is the same but its content changed since (a reload), the state is
+    carried over to the current CIs by id, as a reload does.
     """
-    data_path, meta_path = directory / SNAPSHOT, directory / _META
-    if not data_path.exists() or not meta_path.exists():
+    data_path = directory / SNAPSHOT
+    if not data_path.exists():
         return None
-    meta = msgspec.json.decode(meta_path.read_bytes(), type=_Meta)
-    if meta.topology != topology:
-        return None
-    vocab: Vocabulary = correlator.vocab
-    for text in meta.strings:
-        vocab.intern(text)
     with np.load(data_path, allow_pickle=True) as data:
-        correlator.import_state({name: data[name] for name in data.files})
-    return Restored(meta.logged_rows)
+        if _META_KEY in data.files:
+            raw = data[_META_KEY].tobytes()
+        elif (directory / _META).exists():  # written before the metadata moved into the file
+            raw = (directory / _META).read_bytes()
+        else:
+            return None
+        meta = msgspec.json.decode(raw, type=_Meta)
+        if meta.topology != topology:
+            return None
+        vocab: Vocabulary = correlator.vocab
+        for text in meta.strings:
+            vocab.intern(text)
+        correlator.import_state({name: data[name] for name in data.files if name != _META_KEY})
+    current = correlator.topology
+    if current is not None and meta.ci_ids is not None and meta.ci_ids != list(current.ci_ids):
+        correlator.retarget(current, previous_ids=meta.ci_ids)
+    return Restored(meta.logged_rows, meta.open_incidents)
