@@ -33,14 +33,12 @@ import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 import correlator
-from correlator.batch import Normalizer
-from correlator.correlate.engine import Correlator
 from correlator.daemon.config import DaemonConfig, ZmqConfig, load_config
 from correlator.daemon.service import Daemon
 from correlator.decode import read_recording
 from correlator.incident import IncidentEvent, encode_event
+from correlator.pipeline import Pipeline, shipped_rules
 from correlator.topology import load_topology
-from correlator.vocab import Vocabulary
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CMDB = FIXTURES / "network-small.cmdb.json"
@@ -65,7 +63,8 @@ def truth(name: str) -> dict[str, Any]:
 def expected_stream(name: str, count: int | None = None) -> bytes:
     """What a daemon's jsonl sink holds once it was fed ``fixtures/NAME.jsonl`` and stopped.
 
-    The recording correlated in one batch, as replay does, but without the
+    The recording correlated in one batch with the daemon's default (shipped)
+    rules, as replay does, but without the
     final flush: a stop leaves settling incidents and coalesced updates in
     the snapshot instead of forcing them out. Correlation does not depend on
     batch boundaries, so the daemon's stream must equal this byte for byte.
@@ -75,10 +74,10 @@ def expected_stream(name: str, count: int | None = None) -> bytes:
     table = read_recording(FIXTURES / f"{name}.jsonl").table
     if count is not None:
         table = table.slice(0, count)
-    vocab = Vocabulary()
+    pipeline = Pipeline.from_paths(topology, shipped_rules())
     rows = np.arange(table.num_rows, dtype=np.int64)
-    batch, _ = Normalizer(vocab, topology).normalize(table, rows)
-    events = Correlator(vocab, topology).process(batch.in_time_order()).events
+    batch, _ = pipeline.normalizer.normalize(table, rows)
+    events = pipeline.process(batch)[1].events
     return b"".join(encode_event(event) + b"\n" for event in events)
 
 

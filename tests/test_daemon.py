@@ -26,6 +26,7 @@ from correlator.daemon.config import load_config
 from correlator.decode import read_recording
 from correlator.errors import ConfigError
 from correlator.eventlog import segments
+from correlator.pipeline import shipped_rules
 from daemon_helpers import (
     CMDB,
     FIXTURES,
@@ -196,7 +197,8 @@ def test_reload_takes_a_good_topology_and_refuses_a_broken_one(
 
         _cmdb_with_spare(cmdb)
         status, body = http(address, "POST", "/-/reload", b"")
-        assert (status, body) == (200, f"topology reloaded: {n_cis + 1} CIs\n".encode())
+        assert status == 200
+        assert body.startswith(f"reloaded topology: {n_cis + 1} CIs; rules: ".encode())
         reloaded = daemon.topology
         assert reloaded is not None and reloaded.ci_ids[0] == "aaa-spare"
 
@@ -246,7 +248,18 @@ def test_the_event_log_replays_to_the_same_incidents(
     assert read_recording(log).rows == len(storm)
 
     out = tmp_path / "replayed.jsonl"
-    code = main(["replay", str(log), "--topology", str(CMDB), "--out", str(out)])
+    code = main(
+        [
+            "replay",
+            str(log),
+            "--topology",
+            str(CMDB),
+            "--rules",
+            str(shipped_rules()),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / SINK_FILE).read_bytes() == expected
     assert out.read_bytes() == expected

@@ -149,3 +149,9 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.errors = Counter(
+            "correlator_errors_total",
+            "Unexpected failures by stage (decode, correlate); the daemon keeps running.",
+            ["stage"],
+            registry=r,
+        )

@@ -114,7 +114,10 @@ class Pipeline:
         reason[passed] = inner.reason
         why[passed] = inner.why
         via[passed] = inner.via
-        return first.batch, Outcome(inner.events, first.batch.row, incident, reason, why, via)
+        outcome = Outcome(
+            inner.events, first.batch.row, incident, reason, why, via, first.significance
+        )
+        return first.batch, outcome
 
     def reload(self, topology: Topology | None, rules: RuleSet | None) -> None:
         """Switch to a new topology and rule set between two batches, keeping the state."""

@@ -171,7 +171,8 @@ class Outcome:
     ``incident[i]`` is an incident index (see ``Correlator.incident_ids``) or
     -1, in which case ``reason[i]`` names the drop (``layout.DROP_REASONS``).
     ``why[i]`` and ``via[i]`` say how a placed alert was placed
-    (``layout.WHY_*``) and through which CI index.
+    (``layout.WHY_*``) and through which CI index; ``significance[i]`` is the
+    alert's significance code.
     """
 
     events: list[IncidentEvent]
@@ -180,6 +181,7 @@ class Outcome:
     reason: np.ndarray
     why: np.ndarray
     via: np.ndarray
+    significance: np.ndarray
 
 
 class _Snapshot:
@@ -300,10 +302,6 @@ class Correlator:
         self._snapshots.clear()
         self._fp_hex.clear()
 
-    def significance_of(self, severity: np.ndarray) -> np.ndarray:
-        """The significance code (``layout``) of each severity code."""
-        return SIGNIFICANCE_BY_SEVERITY[severity]
-
     def retarget(self, topology: Topology, *, previous_ids: Sequence[str] | None = None) -> None:
         """Carry the state over to a new topology (a CMDB reload), matching CIs by id.
 
@@ -408,7 +406,7 @@ class Correlator:
             if need == DONE:
                 break
             self._grow(need)
-        return Outcome(events, batch.row, out_inc, out_reason, out_why, out_via)
+        return Outcome(events, batch.row, out_inc, out_reason, out_why, out_via, significance)
 
     def advance(self, watermark: int, *, expire: bool = True) -> list[IncidentEvent]:
         """Let event time reach ``watermark`` (ns): fire the timers due by then.

@@ -33,6 +33,7 @@ _SMALL_ARRAY_BYTES = 256 << 10
 # cost more per alert than the call's fixed cost saves, and a burst of
 # thousands of messages never holds millions of alert objects at once.
 _GROUP_BYTES = 1 << 20
+_RAW_ONE = msgspec.json.Decoder(msgspec.Raw)
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -76,7 +77,16 @@ def _merge(parts: Sequence[Decoded]) -> Decoded:
 
 
 def _singles(payloads: list[bytes], max_bytes: int) -> Decoded:
-    """Single-alert JSON messages, decoded in one call while they are all clean."""
+    """Single-alert JSON messages, decoded in one call while they are all clean.
+
+    Each message is first checked to be one whole JSON value on its own, so
+    two malformed messages can never join into valid alerts.
+    """
+    for payload in payloads:
+        try:
+            _RAW_ONE.decode(payload)
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            return _merge([decode_json(p, max_row_bytes=max_bytes) for p in payloads])
     together = decode_json(b"[" + b",".join(payloads) + b"]", max_row_bytes=max_bytes)
     if together.rows == len(payloads) and not together.rejects:
         return together

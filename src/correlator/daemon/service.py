@@ -10,6 +10,7 @@ command queue served between two batches.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -23,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zmq
 
-from correlator.batch import Normalizer, concat_batches
-from correlator.correlate.engine import Correlator
+from correlator.batch import AlertBatch
+from correlator.correlate.layout import DROP_DEDUPLICATED
 from correlator.daemon import snapshot
 from correlator.daemon.config import DaemonConfig
 from correlator.daemon.deadletter import DeadLetters
@@ -34,14 +35,17 @@ from correlator.errors import CorrelatorError
 from correlator.eventlog import EventLog, read_log
 from correlator.incident import IncidentEvent
 from correlator.metrics import Metrics
+from correlator.pipeline import FATES, Pipeline, shipped_rules
 from correlator.rejects import Reject
-from correlator.schema import TIMESTAMP
+from correlator.rules import load_rules
+from correlator.schema import ALERT_SCHEMA, TIMESTAMP
 from correlator.sinks.delivery import Dispatcher
 from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
 
 log = logging.getLogger("correlator.daemon")
 _RECEIVE_BURST = 4096
+_BURST_BYTES = 32 << 20
 
 
 @dataclass
@@ -99,12 +103,21 @@ class Daemon:
         self.state_dir = config.state_path
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.topology = self._load_topology(config.topology)
+        self.rules_path = config.rules or shipped_rules()
         self.vocab = Vocabulary()
-        self.correlator = Correlator(self.vocab, self.topology, config.correlation)
-        restored = snapshot.load(self.state_dir, self.correlator, config.topology)
-        self.normalizer = Normalizer(
-            self.vocab, self.topology, ci_labels=config.ci_labels, max_labels=config.max_labels
+        loaded = snapshot.read(self.state_dir, config.topology)
+        if loaded is not None:
+            snapshot.restore_vocabulary(loaded, self.vocab)
+        self.pipeline = Pipeline(
+            self.topology,
+            rules=load_rules(self.rules_path) if self.rules_path else None,
+            settings=config.correlation,
+            ci_labels=config.ci_labels,
+            max_labels=config.max_labels,
+            vocab=self.vocab,
         )
+        self.correlator = self.pipeline.correlator
+        restored = snapshot.apply(loaded, self.correlator) if loaded is not None else None
         self.event_log = (
             EventLog(
                 self.state_dir / "eventlog",
@@ -260,19 +273,21 @@ class Daemon:
         return load_topology(path) if path else None
 
     def _reload(self) -> str:
-        if not self.config.topology:
-            return "nothing to reload: no topology configured"
+        """Load the topology and rule files anew and switch between two batches.
+
+        Both are loaded and compiled before anything changes, so a file that
+        fails leaves the running set untouched.
+        """
         topology = self._load_topology(self.config.topology)
-        assert topology is not None
-        self.correlator.retarget(topology)
-        self.topology = topology
-        self.normalizer = Normalizer(
-            self.vocab,
-            topology,
-            ci_labels=self.config.ci_labels,
-            max_labels=self.config.max_labels,
-        )
-        return f"topology reloaded: {topology.n_cis} CIs"
+        rules = load_rules(self.rules_path) if self.rules_path else None
+        self.pipeline.reload(topology, rules)
+        self.topology = self.pipeline.topology
+        parts = []
+        if topology is not None:
+            parts.append(f"topology: {topology.n_cis} CIs")
+        if rules is not None:
+            parts.append(f"rules: {sum(rules.counts().values())} rules from {self.rules_path}")
+        return "reloaded " + ("; ".join(parts) if parts else "nothing (no files configured)")
 
     def _bind(self) -> None:
         cfg = self.config.zmq
@@ -305,16 +320,25 @@ class Daemon:
         while not self._stopping.is_set():
             for sock, _ in poller.poll(100):
                 frames: list[Frame | Reject] = []
+                size = 0
                 for _ in range(_RECEIVE_BURST):
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    size += sum(len(part) for part in parts)
                     if sock.type == zmq.SUB and topic and len(parts) > 1:
                         parts = parts[1:]
                     frames.append(frame_from_parts(parts))
+                    if size >= _BURST_BYTES:
+                        break
                 if frames:
-                    decoded = decode_frames(frames, max_bytes=limit)
+                    try:
+                        decoded = decode_frames(frames, max_bytes=limit)
+                    except Exception:  # a decoder bug must not stop intake
+                        self.metrics.errors.labels(stage="decode").inc()
+                        log.exception("decoding %d message(s) failed; they are lost", len(frames))
+                        continue
                     self.submit(decoded, source=names[sock], fmt="zmq")
 
     def _loop(self) -> None:
@@ -330,7 +354,7 @@ class Daemon:
             except queue.Empty:
                 arrival = False
             if arrival is None:
-                self._process(pending)
+                self._guarded(self._process, pending)
                 break
             if arrival:
                 if not pending:
@@ -340,13 +364,21 @@ class Daemon:
             now = time.monotonic()
             full = rows >= cfg.batch.max_alerts
             if pending and (full or now - opened >= cfg.batch.max_wait / 1e9 or not arrival):
-                self._process(pending)
+                self._guarded(self._process, pending)
                 pending, rows = [], 0
             if now - last_tick >= cfg.heartbeat / 1e9:
                 last_tick = now
-                self._tick()
+                self._guarded(self._tick)
             self._serve_commands()
         self._serve_commands()
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run one step of the loop; a bug in it is logged and counted, the loop goes on."""
+        try:
+            step(*args)
+        except Exception:
+            self.metrics.errors.labels(stage="correlate").inc()
+            log.exception("correlation step %s failed; its batch is lost", step.__name__)
 
     def _serve_commands(self) -> None:
         while True:
@@ -377,42 +409,54 @@ class Daemon:
         return table.set_column(index, "receivedAt", column)
 
     def _process(self, arrivals: Sequence[_Arrival]) -> None:
+        """Normalize, log and correlate the arrivals of one batch, all at once.
+
+        Per-call costs of Arrow and numpy are paid once per batch, not once
+        per message; rejects are traced back to their source by row range.
+        """
         if not arrivals:
             return
         started = time.perf_counter()
-        batches, tables = [], []
+        tables, bounds = [], []
         for arrival in arrivals:
-            decoded = arrival.decoded
             self._count_input(arrival)
+            self._reject(arrival.decoded.rejects, arrival.source)
             table = self._stamp(arrival)
-            first = self._row
-            rows = np.arange(first, first + table.num_rows, dtype=np.int64)
+            tables.append(table if table.schema == ALERT_SCHEMA else table.cast(ALERT_SCHEMA))
+            bounds.append(self._row)
             self._row += table.num_rows
-            batch, rejects = self.normalizer.normalize(table, rows)
-            self._reject(rejects, arrival.source)
-            self._reject(decoded.rejects, arrival.source)
-            if rejects:  # the log holds accepted alerts only, as replay must see them
-                keep = np.ones(table.num_rows, dtype=bool)
-                keep[[r.row - first for r in rejects]] = False
-                table = table.filter(pa.array(keep))
-            batches.append(batch)
-            tables.append(table)
+        table = pa.concat_tables(tables)
+        first = bounds[0]
+        rows = np.arange(first, first + table.num_rows, dtype=np.int64)
+        batch, rejects = self.pipeline.normalizer.normalize(table, rows)
+        if rejects:  # the log holds accepted alerts only, as replay must see them
+            for k, arrival in enumerate(arrivals):
+                low = bounds[k]
+                high = bounds[k + 1] if k + 1 < len(bounds) else first + table.num_rows
+                mine = [r for r in rejects if low <= r.row < high]
+                self._reject(mine, arrival.source)
+            keep = np.ones(table.num_rows, dtype=bool)
+            keep[[r.row - first for r in rejects]] = False
+            table = table.filter(pa.array(keep))
         # Log before correlating (write-ahead): once an alert's effects are
         # emitted, it is in the log, so a crash can replay it.
         if self.event_log is not None:
-            self.event_log.append(pa.concat_tables(tables))
-        self._correlate(concat_batches(batches))
+            self.event_log.append(table)
+        self._correlate(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
 
-    def _correlate(self, batch: Any) -> None:
-        outcome = self.correlator.process(batch)
-        if len(batch):
-            self._watermark = max(self._watermark, int(batch.ts.max()))
-        reasons = np.bincount(outcome.reason, minlength=4)
-        self.metrics.deduplicated.inc(int(reasons[2]))
-        self.metrics.dropped.labels(rule="informational").inc(int(reasons[1]))
-        significance = np.bincount(self.correlator.significance_of(batch.severity), minlength=3)
+    def _correlate(self, batch: AlertBatch) -> None:
+        ordered, outcome = self.pipeline.process(batch)
+        if len(ordered):
+            self._watermark = max(self._watermark, int(ordered.ts.max()))
+        reasons = np.bincount(outcome.reason, minlength=len(FATES))
+        self.metrics.deduplicated.inc(int(reasons[DROP_DEDUPLICATED]))
+        for code in np.flatnonzero(reasons):
+            name = FATES[code]
+            if code not in (0, DROP_DEDUPLICATED):
+                self.metrics.dropped.labels(rule=name).inc(int(reasons[code]))
+        significance = np.bincount(outcome.significance, minlength=3)
         for name, count in zip(
             ("informational", "warning", "exception"), significance, strict=True
         ):
@@ -470,7 +514,7 @@ class Daemon:
         started = time.perf_counter()
         table = read_log(self.event_log.directory, after=logged_rows)
         rows = np.arange(table.num_rows, dtype=np.int64)
-        batch, _ = self.normalizer.normalize(table, rows)
+        batch, _ = self.pipeline.normalizer.normalize(table, rows)
         self._correlate(batch)
         log.warning(
             "recovered %d logged alert(s) beyond the %s in %.2f s",
@@ -486,6 +530,10 @@ def run_daemon(config: DaemonConfig, stop_signals: Sequence[int] = ()) -> None:
     import signal
 
     daemon = Daemon(config)
+    # Everything built so far lives as long as the process: keep it out of the
+    # collector's generations, and collect less often under a storm's churn.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
     def _stop(signum: int, frame: object) -> None:
         threading.Thread(target=daemon.stop, name="stop", daemon=True).start()

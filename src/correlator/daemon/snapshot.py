@@ -72,13 +72,19 @@ def save(
     os.replace(meta_partial, directory / _META)
 
 
-def load(directory: Path, correlator: Correlator, topology: str | None) -> Restored | None:
-    """Restore the snapshot in ``directory`` into a fresh ``correlator``; None if there is none.
+@dataclass(frozen=True)
+class Loaded:
+    """A snapshot read from disk, not yet applied."""
+
+    meta: _Meta
+    arrays: dict[str, np.ndarray]
+
+
+def read(directory: Path, topology: str | None) -> Loaded | None:
+    """The snapshot in ``directory``, or None if there is none or it is for another topology.
 
     A snapshot taken with another topology file is ignored (its CI numbers
-    would not match); the event log then rebuilds what it can. When the file
-    is the same but its content changed since (a reload), the state is
-    carried over to the current CIs by id, as a reload does.
+    would not match); the event log then rebuilds what it can.
     """
     data_path = directory / SNAPSHOT
     if not data_path.exists():
@@ -93,10 +99,27 @@ def load(directory: Path, correlator: Correlator, topology: str | None) -> Resto
         meta = msgspec.json.decode(raw, type=_Meta)
         if meta.topology != topology:
             return None
-        vocab: Vocabulary = correlator.vocab
-        for text in meta.strings:
-            vocab.intern(text)
-        correlator.import_state({name: data[name] for name in data.files if name != _META_KEY})
+        arrays = {name: data[name] for name in data.files if name != _META_KEY}
+    return Loaded(meta, arrays)
+
+
+def restore_vocabulary(loaded: Loaded, vocab: Vocabulary) -> None:
+    """Intern the snapshot's strings, in order, into a fresh vocabulary (ids then match)."""
+    if len(vocab) != 1:
+        msg = "a snapshot's strings must go into a fresh vocabulary"
+        raise ValueError(msg)
+    for text in loaded.meta.strings:
+        vocab.intern(text)
+
+
+def apply(loaded: Loaded, correlator: Correlator) -> Restored:
+    """Put the snapshot's state into ``correlator`` (whose vocabulary was restored first).
+
+    When the topology file is the same but its content changed since (a
+    reload), the state is carried over to the current CIs by id.
+    """
+    meta = loaded.meta
+    correlator.import_state(loaded.arrays)
     current = correlator.topology
     if current is not None and meta.ci_ids is not None and meta.ci_ids != list(current.ci_ids):
         correlator.retarget(current, previous_ids=meta.ci_ids)
