@@ -10,8 +10,10 @@ defaults. Every alert ends with one fate: an incident, or the name of why not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +56,12 @@ def settings_from_rules(rules: RuleSet | None, base: CorrelationSettings) -> Cor
 
 
 class Pipeline:
-    """Turns canonical Arrow tables into incident events, keeping all state between batches."""
+    """Turns canonical Arrow tables into incident events, keeping all state between batches.
+
+    Correlation settings come from ``settings``, then the rule set's
+    ``dedup`` and ``correlate.topology`` sections, then ``overrides`` (what an
+    operator's daemon config sets explicitly).
+    """
 
     def __init__(
         self,
@@ -65,11 +72,14 @@ class Pipeline:
         ci_labels: tuple[str, ...] = DEFAULT_CI_LABELS,
         max_labels: int = 256,
         vocab: Vocabulary | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.vocab = vocab or Vocabulary()
         self.topology = topology
         self.rules = rules
-        self.settings = settings_from_rules(rules, settings or CorrelationSettings())
+        self._base = settings or CorrelationSettings()
+        self._overrides = dict(overrides or {})
+        self.settings = self._settings(rules)
         self.correlator = Correlator(self.vocab, topology, self.settings)
         self.max_labels = max_labels
         self._ci_labels = ci_labels
@@ -86,6 +96,9 @@ class Pipeline:
         """A pipeline over the rule file or folder at ``rules_path`` (None: built-in rules)."""
         rules = load_rules(rules_path) if rules_path else None
         return cls(topology, rules=rules, **options)  # type: ignore[arg-type]
+
+    def _settings(self, rules: RuleSet | None) -> CorrelationSettings:
+        return replace(settings_from_rules(rules, self._base), **self._overrides)
 
     def _normalizer(self) -> Normalizer:
         labels = self.rules.ci_labels if self.rules is not None else self._ci_labels
@@ -130,4 +143,6 @@ class Pipeline:
             else:
                 self.first.reload(rules, self.topology)
             self.rules = rules
+            self.settings = self._settings(rules)
+            self.correlator.update_settings(self.settings)
         self.normalizer = self._normalizer()

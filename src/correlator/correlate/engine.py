@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from correlator.batch import SEVERITY_NAMES, AlertBatch
-from correlator.correlate import kernel
+from correlator.correlate import kernel, structures
 from correlator.correlate.layout import (
     C_NF,
     CI_DOM_CHILDREN,
@@ -284,6 +284,11 @@ class Correlator:
         self._snapshots: dict[int, _Snapshot] = {}
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
 
+    def update_settings(self, settings: CorrelationSettings) -> None:
+        """Use new windows and thresholds from the next alert on (a rules reload)."""
+        self.settings = settings
+        self._state[ST_SETTINGS][:] = settings.vector()
+
     def export_state(self) -> dict[str, np.ndarray]:
         """The correlation state as named arrays (for a snapshot), settings excluded."""
         out = {f"state{k}": array for k, array in enumerate(self._state) if k != ST_SETTINGS}
@@ -526,7 +531,7 @@ class Correlator:
     @staticmethod
     def _rehash(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         new_keys, new_vals = _empty_table(2 * len(keys))
-        kernel.table_rehash(keys, vals, new_keys, new_vals)
+        structures.table_rehash(keys, vals, new_keys, new_vals)
         return new_keys, new_vals
 
     def _drain_events(self) -> list[IncidentEvent]:
@@ -549,14 +554,14 @@ class Correlator:
         snap = self._snapshots.get(j)
         if snap is None:
             snap = self._snapshots[j] = _Snapshot(self.topology)
-        fp_new, snap.fp_node = kernel.collect_after(
+        fp_new, snap.fp_node = structures.collect_after(
             self._state[ST_POOL],
             int(row[V_FP_HEAD]),
             snap.fp_node,
             int(row[V_FP_LEN]) - snap.fp_len,
         )
         snap.fp_len = int(row[V_FP_LEN])
-        ci_new, snap.ci_node = kernel.collect_after(
+        ci_new, snap.ci_node = structures.collect_after(
             self._state[ST_POOL],
             int(row[V_CI_HEAD]),
             snap.ci_node,

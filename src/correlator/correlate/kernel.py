@@ -157,135 +157,19 @@ from correlator.correlate.layout import (
     WHY_TOOK_OVER,
     XQ_SIZE,
 )
+from correlator.correlate.structures import (
+    append,
+    heap_pop,
+    heap_push,
+    push,
+    splice,
+    table_find,
+    table_put,
+)
 from correlator.schema import FIRING, RESOLVED
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_EMPTY = -1
 _NO_TIME = np.iinfo(np.int64).min // 2
 _NEVER = np.iinfo(np.int64).max
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _slot(key, mask):
-    return np.int64((key * _MIX) >> np.uint64(20)) & mask
-
-
-@numba.njit(nogil=True, cache=True)
-def table_find(keys, vals, key):
-    """The value stored under ``key`` in an open-addressing table, or -1."""
-    mask = keys.shape[0] - 1
-    s = _slot(key, mask)
-    while vals[s] != _EMPTY:
-        if keys[s] == key:
-            return vals[s]
-        s = (s + 1) & mask
-    return _EMPTY
-
-
-@numba.njit(nogil=True, cache=True)
-def table_put(keys, vals, key, value):
-    """Store ``value`` under ``key``; returns True when the key was new."""
-    mask = keys.shape[0] - 1
-    s = _slot(key, mask)
-    while vals[s] != _EMPTY:
-        if keys[s] == key:
-            vals[s] = value
-            return False
-        s = (s + 1) & mask
-    keys[s] = key
-    vals[s] = value
-    return True
-
-
-@numba.njit(nogil=True, cache=True)
-def table_rehash(keys, vals, new_keys, new_vals):
-    """Move every entry of one table into a larger empty one."""
-    for s in range(keys.shape[0]):
-        if vals[s] != _EMPTY:
-            table_put(new_keys, new_vals, keys[s], vals[s])
-
-
-@numba.njit(nogil=True, cache=True)
-def collect_after(pool, head, node, count):
-    """The ``count`` values after ``node`` (from ``head`` when -1), and the last node read."""
-    out = np.empty(count, dtype=np.int64)
-    for k in range(count):
-        node = head if node < 0 else pool[node, 1]
-        out[k] = pool[node, 0]
-    return out, node
-
-
-@numba.njit(nogil=True, cache=True)
-def _append(pool, ctr, inc, j, value, head_col, tail_col, len_col):
-    node = ctr[N_POOL]
-    ctr[N_POOL] += 1
-    pool[node, 0] = value
-    pool[node, 1] = -1
-    if inc[j, head_col] < 0:
-        inc[j, head_col] = node
-    else:
-        pool[inc[j, tail_col], 1] = node
-    inc[j, tail_col] = node
-    inc[j, len_col] += 1
-
-
-@numba.njit(nogil=True, cache=True)
-def _splice(pool, inc, survivor, victim, head_col, tail_col, len_col):
-    if inc[victim, head_col] < 0:
-        return
-    if inc[survivor, head_col] < 0:
-        inc[survivor, head_col] = inc[victim, head_col]
-    else:
-        pool[inc[survivor, tail_col], 1] = inc[victim, head_col]
-    inc[survivor, tail_col] = inc[victim, tail_col]
-    inc[survivor, len_col] += inc[victim, len_col]
-
-
-@numba.njit(nogil=True, cache=True)
-def _push(queue, ctr, tail_col, due, item):
-    q = ctr[tail_col]
-    ctr[tail_col] += 1
-    queue[q, 0] = due
-    queue[q, 1] = item
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _before(heap, a, b):
-    return heap[a, 0] < heap[b, 0] or (heap[a, 0] == heap[b, 0] and heap[a, 1] < heap[b, 1])
-
-
-@numba.njit(nogil=True, cache=True)
-def _heap_push(heap, ctr, due, item):
-    k = ctr[XQ_SIZE]
-    ctr[XQ_SIZE] += 1
-    heap[k, 0] = due
-    heap[k, 1] = item
-    while k > 0:
-        parent = (k - 1) // 2
-        if not _before(heap, k, parent):
-            break
-        for col in range(2):
-            heap[k, col], heap[parent, col] = heap[parent, col], heap[k, col]
-        k = parent
-
-
-@numba.njit(nogil=True, cache=True)
-def _heap_pop(heap, ctr):
-    ctr[XQ_SIZE] -= 1
-    size = ctr[XQ_SIZE]
-    heap[0, 0] = heap[size, 0]
-    heap[0, 1] = heap[size, 1]
-    k = 0
-    while True:
-        smallest = k
-        for child in (2 * k + 1, 2 * k + 2):
-            if child < size and _before(heap, child, smallest):
-                smallest = child
-        if smallest == k:
-            return
-        for col in range(2):
-            heap[k, col], heap[smallest, col] = heap[smallest, col], heap[k, col]
-        k = smallest
 
 
 @numba.njit(nogil=True, cache=True)
@@ -314,7 +198,7 @@ def _emit(inc, ev, ctr, uq, settings, j, kind, t, merged_into):
     ev[e, V_CI_LEN] = inc[j, I_CI_LEN]
     ev[e, V_MERGED_INTO] = merged_into
     if kind != EV_RESOLVE:
-        _push(uq, ctr, UQ_TAIL, t + settings[S_UPDATE_INTERVAL], j)
+        push(uq, ctr, UQ_TAIL, t + settings[S_UPDATE_INTERVAL], j)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -466,7 +350,7 @@ def _new_incident(root, alertname, group_value, t, S):
     _open_slot(inc, openset, ctr, j)
     _set_root(inc, cis, idom, j, root)
     if settings[S_SETTLE] > 0:
-        _push(sq, ctr, SQ_TAIL, t + settings[S_SETTLE], j)
+        push(sq, ctr, SQ_TAIL, t + settings[S_SETTLE], j)
     return j
 
 
@@ -508,8 +392,8 @@ def _merge(survivor, victim, t, S):
     inc[victim, I_MERGED_INTO] = survivor
     if inc[victim, I_VERSION] > 0:
         _emit(inc, ev, ctr, uq, settings, victim, EV_RESOLVE, t, survivor)
-    _splice(pool, inc, survivor, victim, I_FP_HEAD, I_FP_TAIL, I_FP_LEN)
-    _splice(pool, inc, survivor, victim, I_CI_HEAD, I_CI_TAIL, I_CI_LEN)
+    splice(pool, inc, survivor, victim, I_FP_HEAD, I_FP_TAIL, I_FP_LEN)
+    splice(pool, inc, survivor, victim, I_CI_HEAD, I_CI_TAIL, I_CI_LEN)
     inc[survivor, I_ALERTS] += inc[victim, I_ALERTS]
     inc[survivor, I_FIRING] += inc[victim, I_FIRING]
     inc[survivor, I_FIRST] = min(inc[survivor, I_FIRST], inc[victim, I_FIRST])
@@ -705,12 +589,12 @@ def fire_timers(until, expire, S):
                 _emit(inc, ev, ctr, uq, settings, j, EV_UPDATE, due, -1)
         else:
             e = xq[0, 1]
-            _heap_pop(xq, ctr)
+            heap_pop(xq, ctr)
             ent[e, E_ARMED] = 0
             if ent[e, E_STATUS] == FIRING:
                 expires = ent[e, E_LAST_SEEN] + settings[S_RESOLVE_TIMEOUT]
                 if expires > due:
-                    _heap_push(xq, ctr, expires, e)
+                    heap_push(xq, ctr, expires, e)
                     ent[e, E_ARMED] = 1
                 else:
                     _resolve_entity(e, due, S)
@@ -829,7 +713,7 @@ def correlate(
                 cis[c, CI_LAST_CAUSAL] = t
         ent[e, E_LAST_SEEN] = t
         if settings[S_RESOLVE_TIMEOUT] > 0 and ent[e, E_ARMED] == 0:
-            _heap_push(xq, ctr, t + settings[S_RESOLVE_TIMEOUT], e)
+            heap_push(xq, ctr, t + settings[S_RESOLVE_TIMEOUT], e)
             ent[e, E_ARMED] = 1
         was_firing = ent[e, E_STATUS] == FIRING
         if was_firing and t - ent[e, E_LAST_ACCEPT] < settings[S_DEDUP]:
@@ -862,12 +746,12 @@ def correlate(
             else:
                 j, why = _place_in_group(alertname[i], ci_label[i], t, S)
             ent[e, E_INC] = j
-            _append(pool, ctr, inc, j, e, I_FP_HEAD, I_FP_TAIL, I_FP_LEN)
+            append(pool, ctr, inc, j, e, I_FP_HEAD, I_FP_TAIL, I_FP_LEN)
         if not was_firing:
             inc[j, I_FIRING] += 1
         if c >= 0 and cis[c, CI_MEMBER_INC] != j:
             cis[c, CI_MEMBER_INC] = j
-            _append(pool, ctr, inc, j, c, I_CI_HEAD, I_CI_TAIL, I_CI_LEN)
+            append(pool, ctr, inc, j, c, I_CI_HEAD, I_CI_TAIL, I_CI_LEN)
         if c >= 0 and c == inc[j, I_ROOT]:
             inc[j, I_INFERRED] = 0
             if inc[j, I_ROOT_ALERTNAME] < 0:

@@ -85,6 +85,7 @@ class DaemonConfig:
     topology: str | None = None
     rules: str | None = None
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
+    correlation_keys: tuple[str, ...] = ()
     ci_labels: tuple[str, ...] = DEFAULT_CI_LABELS
     max_labels: int = 256
     sinks: tuple[dict[str, Any], ...] = DEFAULT_SINKS
@@ -93,6 +94,13 @@ class DaemonConfig:
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     dead_letter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
     source: str = field(default="built-in defaults", compare=False)
+
+    def correlation_overrides(self) -> dict[str, Any]:
+        """The correlation settings this config sets itself; they win over the rule files'."""
+        return {
+            _FIELD_OF_KEY.get(key, key): getattr(self.correlation, _FIELD_OF_KEY.get(key, key))
+            for key in self.correlation_keys
+        }
 
     @property
     def state_path(self) -> Path:
@@ -176,19 +184,23 @@ def _zmq(raw: Any) -> ZmqConfig:
     )
 
 
+_CORRELATION_KEYS = (
+    "window",
+    "dedup",
+    "settle",
+    "update_interval",
+    "resolve_timeout",
+    "reopen_window",
+    "infer_min_dependents",
+    "infer_ratio",
+    "drop_informational",
+)
+# Config keys whose CorrelationSettings field has another name.
+_FIELD_OF_KEY = {"dedup": "dedup_window"}
+
+
 def _correlation(raw: Any) -> CorrelationSettings:
-    names = (
-        "window",
-        "dedup",
-        "settle",
-        "update_interval",
-        "resolve_timeout",
-        "reopen_window",
-        "infer_min_dependents",
-        "infer_ratio",
-        "drop_informational",
-    )
-    section = _mapping(raw, "correlation", names)
+    section = _mapping(raw, "correlation", _CORRELATION_KEYS)
     base = CorrelationSettings()
     where = "correlation."
     settings = CorrelationSettings(
@@ -285,6 +297,7 @@ def parse_config(raw: Any, source: str = "config") -> DaemonConfig:
         topology=optional["topology"],
         rules=optional["rules"],
         correlation=_correlation(top.get("correlation")),
+        correlation_keys=tuple(_mapping(top.get("correlation"), "correlation", _CORRELATION_KEYS)),
         ci_labels=_strings(top.get("ci_labels", list(base.ci_labels)), "ci_labels"),
         max_labels=_positive(top.get("max_labels", base.max_labels), "max_labels"),
         sinks=tuple(sinks),

@@ -115,6 +115,7 @@ class Daemon:
             ci_labels=config.ci_labels,
             max_labels=config.max_labels,
             vocab=self.vocab,
+            overrides=config.correlation_overrides(),
         )
         self.correlator = self.pipeline.correlator
         restored = snapshot.apply(loaded, self.correlator) if loaded is not None else None
