@@ -441,10 +441,6 @@ class Correlator:
         self._name_incidents()
         return self._ids
 
-    def sent(self, incidents: np.ndarray) -> np.ndarray:
-        """Whether each incident index was ever sent to the sinks."""
-        return self._state[ST_INC][incidents, I_VERSION] > 0
-
     def survivors(self, incidents: np.ndarray) -> np.ndarray:
         """Each incident index mapped to the incident it was (transitively) merged into."""
         created = int(self._state[ST_CTR][N_INC])

@@ -159,7 +159,6 @@ class Daemon:
         self._row = 0
         self.rows_processed = 0
         self._last_snapshot = time.monotonic()
-        self._watermark = 0
         self.recovery_seconds = 0.0
         self._recover(restored.logged_rows if restored else 0, restored is not None)
 
@@ -448,9 +447,7 @@ class Daemon:
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
 
     def _correlate(self, batch: AlertBatch) -> None:
-        ordered, outcome = self.pipeline.process(batch)
-        if len(ordered):
-            self._watermark = max(self._watermark, int(ordered.ts.max()))
+        _, outcome = self.pipeline.process(batch)
         reasons = np.bincount(outcome.reason, minlength=len(FATES))
         self.metrics.deduplicated.inc(int(reasons[DROP_DEDUPLICATED]))
         for code in np.flatnonzero(reasons):
