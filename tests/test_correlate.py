@@ -74,6 +74,7 @@ def test_symptoms_join_the_incident_of_an_alerting_switch(small_topology) -> Non
     assert last.alert_count == 4 and last.ci_count == 4
     assert last.affected_services == ["shop"]
     assert "sw-1 dominates all of them" in last.explanation
+    assert last.labels["alertname"] == "SwitchDown"  # the alert that opened it
 
 
 def test_a_late_root_takes_over_instead_of_opening_a_second_ticket(small_topology) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from correlator.errors import ConfigError
@@ -90,7 +91,6 @@ BAD: list[tuple[Any, str]] = [
     ([{"name": "a b"}], "sinks[0]: 'name' must be"),
     ([{"name": "a"}, {"name": "a"}], "sink 'a': the name is used twice"),
     ([{"name": "a", "mtach": "x"}], "sink 'a': unknown key 'mtach'"),
-    ([{"name": "a", "match": 'labels="x"'}], "reads unknown field 'labels'"),
     ([{"name": "a", "match": 'severity=="x"'}], "sink 'a': 'match': "),
     ([{"name": "a", "match": []}], "'match' must be a matcher string or a list"),
     ([{"name": "a", "continue": "yes"}], "'continue' must be true or false"),
@@ -110,3 +110,16 @@ def test_bad_config_names_the_entry_and_the_key(raw: Any, message: str) -> None:
         parse_sink_specs(raw, source="correlator.yaml")
     assert str(caught.value).startswith("correlator.yaml: ")
     assert message in str(caught.value)
+
+
+def test_routes_match_the_labels_of_the_alert_that_opened_the_incident() -> None:
+    config = [
+        {"name": "db-team", "match": 'team="db", severity="critical"'},
+        {"name": "rest"},
+    ]
+    router = Router(parse_sink_specs(config))
+    db = msgspec.structs.replace(incident_event("i", "open", 1), labels={"team": "db"})
+    other = msgspec.structs.replace(incident_event("j", "open", 1), labels={"team": "web"})
+    assert router.targets(db) == ("db-team",)
+    assert router.targets(other) == ("rest",)
+    assert router.targets(incident_event("k", "open", 1)) == ("rest",)  # no such label: ""

@@ -25,8 +25,10 @@ class IncidentEvent(msgspec.Struct, frozen=True):
     """One change of an incident, with a full snapshot of it at that moment.
 
     ``version`` counts the events of this incident from 1; a receiver keeps
-    the highest version it has seen. ``merged_into`` is set on the ``resolve``
-    of an incident that was folded into another (``reason: merged_into``).
+    the highest version it has seen. ``labels`` are those of the alert that
+    opened the incident (routes can match them). ``merged_into`` is set on
+    the ``resolve`` of an incident that was folded into another
+    (``reason: merged_into``).
     """
 
     id: str
@@ -48,6 +50,7 @@ class IncidentEvent(msgspec.Struct, frozen=True):
     explanation: str
     reason: str | None = None
     merged_into: str | None = None
+    labels: dict[str, str] = {}
 
 
 def incident_id(root_key: str, first_ns: int) -> str:

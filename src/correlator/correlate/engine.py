@@ -12,6 +12,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from correlator.batch import SEVERITY_NAMES, AlertBatch
@@ -282,6 +283,7 @@ class Correlator:
         self._provisional: set[int] = set()
         self._fp_hex: list[str] = []
         self._snapshots: dict[int, _Snapshot] = {}
+        self._labels: dict[int, dict[str, str]] = {}
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
 
     def update_settings(self, settings: CorrelationSettings) -> None:
@@ -293,6 +295,8 @@ class Correlator:
         """The correlation state as named arrays (for a snapshot), settings excluded."""
         out = {f"state{k}": array for k, array in enumerate(self._state) if k != ST_SETTINGS}
         out["ids"] = np.array(self.incident_ids(), dtype=object)
+        labels = [[j, self._labels[j]] for j in sorted(self._labels)]
+        out["labels"] = np.frombuffer(msgspec.json.encode(labels), dtype=np.uint8)
         return out
 
     def import_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -301,6 +305,10 @@ class Correlator:
             if k != ST_SETTINGS:
                 self._state[k] = np.ascontiguousarray(arrays[f"state{k}"])
         self._ids = [str(i) for i in arrays["ids"]]
+        self._labels = {}
+        if "labels" in arrays:
+            for j, labels in msgspec.json.decode(arrays["labels"].tobytes()):
+                self._labels[j] = labels
         inc = self._state[ST_INC][: len(self._ids)]
         unsent = (inc[:, I_VERSION] == 0) & (inc[:, I_STATE] == OPEN)
         self._provisional = set(np.flatnonzero(unsent).tolist())
@@ -391,6 +399,7 @@ class Correlator:
         events: list[IncidentEvent] = []
         position = 0
         while True:
+            start = position
             position, need = kernel.correlate(
                 position,
                 batch.ts,
@@ -407,11 +416,26 @@ class Correlator:
                 out_why,
                 out_via,
             )
+            self._learn_labels(batch, out_inc, start, position)
             events.extend(self._drain_events())
             if need == DONE:
                 break
             self._grow(need)
         return Outcome(events, batch.row, out_inc, out_reason, out_why, out_via, significance)
+
+    def _learn_labels(self, batch: AlertBatch, incidents: np.ndarray, start: int, stop: int):
+        """Give each new incident the labels of the alert that opened it.
+
+        The opener is processed before any event of its incident is emitted,
+        so every event carries the same labels however the stream was batched;
+        only first occurrences are looked at, so the work is per incident.
+        """
+        span = np.arange(start, stop)
+        placed = span[incidents[start:stop] >= 0]
+        chosen, first = np.unique(incidents[placed], return_index=True)
+        for j, i in zip(chosen.tolist(), placed[first].tolist(), strict=True):
+            if j not in self._labels:
+                self._labels[j] = batch.labels(i, self.vocab)
 
     def advance(self, watermark: int, *, expire: bool = True) -> list[IncidentEvent]:
         """Let event time reach ``watermark`` (ns): fire the timers due by then.
@@ -626,6 +650,7 @@ class Correlator:
             affected_by_type=snap.by_type(),
             affected_services=sorted(snap.services),
             fingerprints=list(snap.fingerprints),
+            labels=self._labels.get(j, {}),
             explanation=_explain(
                 root_cause, len(snap.cis), len(snap.fingerprints), last - first, merged_id
             ),

@@ -130,10 +130,6 @@ def _parse_match(value: Any, where: str) -> tuple[tuple[str, ...], tuple[_Route,
             matchers = parse_matcher_set(text)
         except MatcherError as exc:
             raise _fail(where, f"'match': {exc}") from exc
-        for m in matchers.matchers:
-            if m.name not in SINGLE_FIELDS + MULTI_FIELDS:
-                known = ", ".join(SINGLE_FIELDS + MULTI_FIELDS)
-                raise _fail(where, f"'match' reads unknown field {m.name!r} (fields: {known})")
         routes.append(_route(matchers))
     return tuple(texts), tuple(routes)
 
@@ -211,9 +207,14 @@ def parse_sink_specs(raw: Any, *, source: str = "config") -> list[SinkSpec]:
 
 
 def incident_fields(event: IncidentEvent) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The single-valued and many-valued fields routes match on."""
+    """The single-valued and many-valued fields routes match on.
+
+    Any other name a route matches is read from the labels of the alert that
+    opened the incident (absent: ``""``, as in Alertmanager).
+    """
     root = event.root_cause
     single = {
+        **event.labels,
         "severity": event.severity,
         "significance": event.significance,
         "event": event.event,
