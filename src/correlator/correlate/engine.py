@@ -284,6 +284,7 @@ class Correlator:
         self._fp_hex: list[str] = []
         self._snapshots: dict[int, _Snapshot] = {}
         self._labels: dict[int, dict[str, str]] = {}
+        self._labelled = 0  # incidents below this index have their labels
         self.events_by_kind = dict.fromkeys(EVENT_NAMES, 0)
 
     def update_settings(self, settings: CorrelationSettings) -> None:
@@ -306,6 +307,7 @@ class Correlator:
                 self._state[k] = np.ascontiguousarray(arrays[f"state{k}"])
         self._ids = [str(i) for i in arrays["ids"]]
         self._labels = {}
+        self._labelled = len(self._ids)
         if "labels" in arrays:
             for j, labels in msgspec.json.decode(arrays["labels"].tobytes()):
                 self._labels[j] = labels
@@ -430,12 +432,14 @@ class Correlator:
         so every event carries the same labels however the stream was batched;
         only first occurrences are looked at, so the work is per incident.
         """
-        span = np.arange(start, stop)
-        placed = span[incidents[start:stop] >= 0]
+        fresh = self._labelled
+        self._labelled = int(self._state[ST_CTR][N_INC])
+        if self._labelled == fresh:
+            return
+        placed = np.flatnonzero(incidents[start:stop] >= fresh) + start
         chosen, first = np.unique(incidents[placed], return_index=True)
         for j, i in zip(chosen.tolist(), placed[first].tolist(), strict=True):
-            if j not in self._labels:
-                self._labels[j] = batch.labels(i, self.vocab)
+            self._labels[j] = batch.labels(i, self.vocab)
 
     def advance(self, watermark: int, *, expire: bool = True) -> list[IncidentEvent]:
         """Let event time reach ``watermark`` (ns): fire the timers due by then.
