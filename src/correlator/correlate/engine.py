@@ -186,7 +186,11 @@ class Outcome:
 
 
 class _Snapshot:
-    """What an incident's events list of its members, kept sorted between events."""
+    """What an incident's events list of its members, kept sorted between events.
+
+    ``by_type`` and ``service_list`` are rebuilt only when new CIs arrive, so
+    an event that adds alerts but no CI costs no work for them.
+    """
 
     def __init__(self, topology: Topology | None) -> None:
         self.topology = topology
@@ -196,6 +200,8 @@ class _Snapshot:
         self.cis: set[int] = set()
         self.ci_ids: list[str] = []
         self.services: set[str] = set()
+        self.service_list: list[str] = []
+        self.by_type: dict[str, int] = {}
         self.type_counts = np.zeros(len(topology.type_names) if topology else 0, dtype=np.int64)
 
     def add_cis(self, cis: np.ndarray) -> None:
@@ -208,14 +214,10 @@ class _Snapshot:
         for c in fresh:
             bisect.insort(self.ci_ids, topology.ci_ids[c])
         self.type_counts += np.bincount(topology.ci_type[fresh], minlength=len(self.type_counts))
+        names = topology.type_names
+        self.by_type = {names[k]: int(n) for k, n in enumerate(self.type_counts) if n}
         self.services.update(topology.affected_services(fresh))
-
-    def by_type(self) -> dict[str, int]:
-        """Affected CIs counted by CI type."""
-        if self.topology is None:
-            return {}
-        names = self.topology.type_names
-        return {names[k]: int(n) for k, n in enumerate(self.type_counts) if n}
+        self.service_list = sorted(self.services)
 
 
 def _empty_table(capacity: int) -> tuple[np.ndarray, np.ndarray]:
@@ -651,8 +653,8 @@ class Correlator:
             firing_count=int(row[V_FIRING]),
             ci_count=len(snap.cis),
             affected_cis=list(snap.ci_ids),
-            affected_by_type=snap.by_type(),
-            affected_services=sorted(snap.services),
+            affected_by_type=dict(snap.by_type),
+            affected_services=list(snap.service_list),
             fingerprints=list(snap.fingerprints),
             labels=self._labels.get(j, {}),
             explanation=_explain(
