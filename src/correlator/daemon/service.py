@@ -430,13 +430,13 @@ class Daemon:
         rows = np.arange(first, first + table.num_rows, dtype=np.int64)
         batch, rejects = self.pipeline.normalizer.normalize(table, rows)
         if rejects:  # the log holds accepted alerts only, as replay must see them
-            for k, arrival in enumerate(arrivals):
-                low = bounds[k]
-                high = bounds[k + 1] if k + 1 < len(bounds) else first + table.num_rows
-                mine = [r for r in rejects if low <= r.row < high]
-                self._reject(mine, arrival.source)
+            rejected = np.array([r.row for r in rejects], dtype=np.int64)
+            owner = np.searchsorted(np.asarray(bounds), rejected, side="right") - 1
+            for k in np.unique(owner).tolist():
+                mine = [rejects[m] for m in np.flatnonzero(owner == k).tolist()]
+                self._reject(mine, arrivals[k].source)
             keep = np.ones(table.num_rows, dtype=bool)
-            keep[[r.row - first for r in rejects]] = False
+            keep[rejected - first] = False
             table = table.filter(pa.array(keep))
         # Log before correlating (write-ahead): once an alert's effects are
         # emitted, it is in the log, so a crash can replay it.

@@ -25,20 +25,18 @@ from typing import Any
 import numpy as np
 
 from correlator.batch import AlertBatch
+from correlator.correlate.engine import SIGNIFICANCE_BY_SEVERITY
 from correlator.errors import RuleError
 from correlator.matchers import MatcherSet
 from correlator.rules import kernel
 from correlator.rules.model import (
     BELOW_THRESHOLD,
     DROPPED,
-    EXCEPTION,
     FATE_NAMES,
     FLAPPING,
     IN_MAINTENANCE,
-    INFORMATIONAL,
     PASSED,
     SIGNIFICANCE_NAMES,
-    WARNING,
     RuleSet,
     Selector,
 )
@@ -46,12 +44,6 @@ from correlator.rules.tables import LabelColumns, LabelSpace, MatchProgram
 from correlator.rules.windows import rule_intervals
 from correlator.topology import Topology
 from correlator.vocab import Vocabulary
-
-SIGNIFICANCE_BY_SEVERITY = np.array(
-    [WARNING, INFORMATIONAL, WARNING, EXCEPTION, EXCEPTION], dtype=np.int8
-)
-"""Significance when no classify rule matches, by severity code (unknown, info, warning,
-error, critical)."""
 
 MAX_ENRICH_ATTRIBUTES = 64
 _FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
