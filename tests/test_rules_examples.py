@@ -84,10 +84,12 @@ def test_rules_test_prints_fates_and_rejected_rows(tmp_path: Path) -> None:
     text, ok = check.test_rules(rules, alerts)
     assert ok
     rows = [line.split() for line in text.splitlines()]
-    assert rows[0] == ["row", "at", "alertname", "fingerprint", "significance", "fate", "rule"]
+    header = ["row", "at", "alertname", "fingerprint", "significance", "fate", "rule"]
+    assert rows[0] == [*header, "incident"]
     assert rows[1][2:] == ["Watchdog", rows[1][3], "warning", "dropped", "hb"]
     assert rows[2] == ["1", "rejected", "no_labels"]
-    assert rows[3][-2:] == ["exception", "passed"]
+    assert rows[3][-3:-1] == ["exception", "passed"]
+    assert rows[3][-1].startswith("inc-")
 
 
 def test_rules_test_reports_a_broken_rule_file(tmp_path: Path) -> None:

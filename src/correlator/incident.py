@@ -28,7 +28,9 @@ class IncidentEvent(msgspec.Struct, frozen=True):
     the highest version it has seen. ``labels`` are those of the alert that
     opened the incident (routes can match them). ``merged_into`` is set on
     the ``resolve`` of an incident that was folded into another
-    (``reason: merged_into``).
+    (``reason: merged_into``). ``action`` is what the rule set's ``respond``
+    section chose (``incident``, ``alert``, ``auto``, ``log``) and ``run`` the
+    automation an ``auto`` action names.
     """
 
     id: str
@@ -51,6 +53,8 @@ class IncidentEvent(msgspec.Struct, frozen=True):
     reason: str | None = None
     merged_into: str | None = None
     labels: dict[str, str] = {}
+    action: str = "incident"
+    run: str | None = None
 
 
 def incident_id(root_key: str, first_ns: int) -> str:

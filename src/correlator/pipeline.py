@@ -1,4 +1,4 @@
-"""``Pipeline``: normalization, first level (rule files) and correlation, as one unit.
+"""``Pipeline``: normalization, first level, second level and correlation, as one unit.
 
 Replay and the daemon run the same pipeline, so a recording replayed against
 a rule set gives what the daemon gave. Without a rule set the first level is
@@ -6,28 +6,42 @@ the built-in one (significance by severity, informational alerts dropped).
 Rule-file settings for dedup and topology collapse override the engine's
 defaults. Every alert ends with one fate: an incident, or the name of why not
 (``FATES``), and the rule that decided it.
+
+Pair rules hold problem alerts, so an alert's final fate can come in a later
+batch (or at ``advance``/``flush``): those alerts come back as extra rows
+after a batch's own, with their original ``row``; the last row for an input
+row is its fate. The resolve a late recovery makes of a released problem is
+a row too, with ``row`` -1 (it is no input alert's fate).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from correlator.batch import DEFAULT_CI_LABELS, AlertBatch, Normalizer
+from correlator.batch import DEFAULT_CI_LABELS, AlertBatch, Normalizer, concat_batches
 from correlator.correlate.engine import CorrelationSettings, Correlator, Outcome
 from correlator.correlate.layout import DROP_REASONS
-from correlator.rules import FATE_NAMES, FirstLevel, RuleSet, load_rules
+from correlator.incident import IncidentEvent
+from correlator.rules.first_level import FirstLevel, FirstLevelOutcome
+from correlator.rules.load import load_rules
+from correlator.rules.model import FATE_NAMES, SECOND_FATE_NAMES, RuleSet
+from correlator.rules.respond import Responder
+from correlator.rules.second_kernel import INHIBITED
+from correlator.rules.second_level import Injected, SecondLevel, SecondLevelOutcome
 from correlator.topology import Topology
 from correlator.vocab import Vocabulary
 
 # Why an alert joined no incident: the correlation kernel's reasons, then the
-# first level's fates (``passed`` excluded).
-FATES = DROP_REASONS + FATE_NAMES[1:]
+# first level's fates (``passed`` excluded), then the second level's.
+FATES = DROP_REASONS + FATE_NAMES[1:] + SECOND_FATE_NAMES
 _FIRST_LEVEL_OFFSET = len(DROP_REASONS) - 1
+_SECOND_LEVEL_OFFSET = len(DROP_REASONS) + len(FATE_NAMES) - 2
+PAIRED_FATE = FATES.index("paired")
 
 
 def shipped_rules() -> Path | None:
@@ -53,6 +67,29 @@ def settings_from_rules(rules: RuleSet | None, base: CorrelationSettings) -> Cor
                 settings, infer_min_dependents=silent.min_dependents, infer_ratio=silent.ratio
             )
     return settings
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The stages' own records of the last batch, for tools that name the deciding rule:
+    the first level's outcome, the positions in it that passed, and the second level's
+    outcome for those (None when no second-level rule ran)."""
+
+    first: FirstLevelOutcome
+    passed: np.ndarray
+    second: SecondLevelOutcome | None
+
+    def rule_names(self, rules: RuleSet) -> dict[int, str]:
+        """Input row to the name of the rule that stopped it, for every stopped alert."""
+        out = {}
+        first = self.first
+        for i in np.flatnonzero(~first.passed).tolist():
+            out[int(first.batch.row[i])] = first.rule_name(i) or ""
+        if self.second is not None:
+            for k in np.flatnonzero(self.second.rule >= 0).tolist():
+                stage = rules.inhibit if self.second.fate[k] == INHIBITED else rules.pair
+                out[int(first.batch.row[self.passed[k]])] = stage[int(self.second.rule[k])].name
+        return out
 
 
 class Pipeline:
@@ -81,10 +118,17 @@ class Pipeline:
         self._overrides = dict(overrides or {})
         self.settings = self._settings(rules)
         self.correlator = Correlator(self.vocab, topology, self.settings)
+        self.last_trace: Trace | None = None
+        self.responder = Responder(rules.respond if rules is not None else ())
         self.max_labels = max_labels
         self._ci_labels = ci_labels
         self.normalizer = self._normalizer()
         self.first = FirstLevel(rules, self.vocab, topology) if rules is not None else None
+        self.second = (
+            SecondLevel(rules, self.first.programs, self.settings.resolve_timeout)
+            if rules is not None and self.first is not None
+            else None
+        )
 
     @classmethod
     def from_paths(
@@ -105,32 +149,122 @@ class Pipeline:
         return Normalizer(self.vocab, self.topology, ci_labels=labels, max_labels=self.max_labels)
 
     def process(self, batch: AlertBatch) -> tuple[AlertBatch, Outcome]:
-        """Run one normalized batch through the first level and correlation.
+        """Run one normalized batch through both levels, correlation and response.
 
-        Returns the batch in event-time order (with enriched labels) and each
-        of its alerts' fate; ``Outcome.reason`` indexes ``FATES``.
+        Returns the batch in event-time order (with enriched labels), then the
+        alerts pair rules brought back (see the module docstring), and each
+        row's fate; ``Outcome.reason`` indexes ``FATES``. Events carry the
+        action the ``respond`` rules chose.
         """
+        rows, outcome = self._correlate(batch)
+        return rows, self._respond(outcome)
+
+    def _respond(self, outcome: Outcome) -> Outcome:
+        if not self.responder.rules or not outcome.events:
+            return outcome
+        return replace(outcome, events=self.responder.apply(outcome.events))
+
+    def _correlate(self, batch: AlertBatch) -> tuple[AlertBatch, Outcome]:
         if self.first is None:
             batch = batch.in_time_order()
             return batch, self.correlator.process(batch)
         first = self.first.process(batch)
-        passed = np.flatnonzero(first.passed)
-        inner = self.correlator.process(
-            first.batch.take(passed), significance=first.significance[passed]
-        )
         n = len(first.batch)
-        incident = np.full(n, -1, dtype=np.int64)
+        passed = np.flatnonzero(first.passed)
         reason = (first.fate.astype(np.int8) + _FIRST_LEVEL_OFFSET).astype(np.int8)
-        why = np.zeros(n, dtype=np.int8)
-        via = np.full(n, -1, dtype=np.int64)
-        incident[passed] = inner.incident
-        reason[passed] = inner.reason
-        why[passed] = inner.why
-        via[passed] = inner.via
-        outcome = Outcome(
-            inner.events, first.batch.row, incident, reason, why, via, first.significance
+        reason[first.passed] = 0
+        significance = first.significance
+        if self.second is None or not self.second.active:
+            self.last_trace = Trace(first, passed, None)
+            inner = self.correlator.process(
+                first.batch.take(passed), significance=significance[passed]
+            )
+            return first.batch, _combine(inner, first.batch.row, reason, significance, passed)
+        level = self.second.process(
+            first.batch.take(passed), first.columns.take(passed), significance[passed]
         )
-        return first.batch, outcome
+        self.last_trace = Trace(first, passed, level)
+        stopped = level.fate != 0
+        reason[passed[stopped]] = level.fate[stopped] + _SECOND_LEVEL_OFFSET
+        go = passed[~stopped]
+        injected = level.injected
+        order = np.argsort(
+            np.concatenate([2 * np.flatnonzero(~stopped) + 1, 2 * injected.before]),
+            kind="stable",
+        )
+        where = np.concatenate([go, n + np.arange(len(injected.batch))])[order]
+        inputs = concat_batches([first.batch.take(go), injected.batch]).take(order)
+        inner = self.correlator.process(
+            inputs,
+            significance=np.concatenate([significance[go], injected.significance])[order],
+        )
+        return self._with_injected(first.batch, reason, significance, inner, where, injected)
+
+    def advance(self, watermark: int, *, expire: bool = True) -> tuple[AlertBatch, Outcome]:
+        """Let event time reach ``watermark``: release held problems due before it, then
+        fire correlation's timers. Returns the released rows and their fates."""
+        return self._release(watermark, inclusive=False, expire=expire)
+
+    def flush(self) -> tuple[AlertBatch, Outcome]:
+        """At the end of a replay: release every held problem at its deadline, then send
+        what is still settling and every pending update (alerts are not expired)."""
+        return self._release(np.iinfo(np.int64).max, inclusive=True, expire=False)
+
+    def _release(self, until: int, *, inclusive: bool, expire: bool) -> tuple[AlertBatch, Outcome]:
+        empty = concat_batches([])
+        events: list[IncidentEvent] = []
+        batch, outcome = empty, None
+        if self.second is not None:
+            injected = self.second.release(until, inclusive=inclusive)
+            if len(injected.batch) or len(injected.paired):
+                inner = self.correlator.process(injected.batch, significance=injected.significance)
+                events = inner.events
+                where = np.arange(len(injected.batch), dtype=np.int64)
+                no = np.zeros(0, dtype=np.int8)
+                batch, outcome = self._with_injected(empty, no, no, inner, where, injected)
+        events = events + self.correlator.advance(until, expire=expire)
+        if outcome is None:
+            none = np.zeros(0, dtype=np.int64)
+            small = np.zeros(0, dtype=np.int8)
+            outcome = Outcome(events, none, none, small, small, none, small)
+        else:
+            outcome = replace(outcome, events=events)
+        return batch, self._respond(outcome)
+
+    def _with_injected(
+        self,
+        own: AlertBatch,
+        reason: np.ndarray,
+        significance: np.ndarray,
+        inner: Outcome,
+        where: np.ndarray,
+        injected: Injected,
+    ) -> tuple[AlertBatch, Outcome]:
+        """The batch's own rows, then the injected ones, then the cancelled problems."""
+        n, m, k = len(own), len(injected.batch), len(injected.paired)
+        total = n + m + k
+        incident = np.full(total, -1, dtype=np.int64)
+        why = np.zeros(total, dtype=np.int8)
+        via = np.full(total, -1, dtype=np.int64)
+        reasons = np.concatenate(
+            [reason, np.zeros(m, dtype=np.int8), np.full(k, PAIRED_FATE, dtype=np.int8)]
+        )
+        incident[where] = inner.incident
+        reasons[where] = inner.reason
+        why[where] = inner.why
+        via[where] = inner.via
+        paired_significance = np.zeros(k, dtype=np.int8)
+        batch = concat_batches([own, injected.batch, injected.paired])
+        outcome = Outcome(
+            inner.events,
+            batch.row,
+            incident,
+            reasons.astype(np.int8),
+            why,
+            via,
+            np.concatenate([significance, injected.significance, paired_significance]),
+        )
+        return batch, outcome
 
     def reload(self, topology: Topology | None, rules: RuleSet | None) -> None:
         """Switch to a new topology and rule set between two batches, keeping the state."""
@@ -145,4 +279,29 @@ class Pipeline:
             self.rules = rules
             self.settings = self._settings(rules)
             self.correlator.update_settings(self.settings)
+            self.responder = Responder(rules.respond)
+            if self.second is None:
+                self.second = SecondLevel(rules, self.first.programs, self.settings.resolve_timeout)
+            else:
+                self.second.reload(rules, self.first.programs)
+                self.second.resolve_timeout = self.settings.resolve_timeout
         self.normalizer = self._normalizer()
+
+
+def _combine(
+    inner: Outcome,
+    row: np.ndarray,
+    reason: np.ndarray,
+    significance: np.ndarray,
+    passed: np.ndarray,
+) -> Outcome:
+    """The fates of a whole batch from the first level's and correlation's of its passed part."""
+    n = len(row)
+    incident = np.full(n, -1, dtype=np.int64)
+    why = np.zeros(n, dtype=np.int8)
+    via = np.full(n, -1, dtype=np.int64)
+    incident[passed] = inner.incident
+    reason[passed] = inner.reason
+    why[passed] = inner.why
+    via[passed] = inner.via
+    return Outcome(inner.events, row, incident, reason, why, via, significance)

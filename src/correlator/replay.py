@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from correlator.batch import DEFAULT_CI_LABELS
+from correlator.batch import DEFAULT_CI_LABELS, AlertBatch, concat_batches
 from correlator.correlate.engine import CorrelationSettings, Outcome
 from correlator.correlate.layout import (
     DROP_DEDUPLICATED,
@@ -198,8 +198,13 @@ def replay(
     pipeline = Pipeline(topology, rules=rules, settings=settings, ci_labels=tuple(ci_labels))
     batch, rejects = pipeline.normalizer.normalize(decoded.table, decoded.index)
     batch, outcome = pipeline.process(batch)
+    released, last = pipeline.flush()
     correlator = pipeline.correlator
-    events = outcome.events + correlator.flush()
+    events = outcome.events + last.events
+    if len(released.row):
+        batch, outcome = _final_rows(
+            concat_batches([batch, released]), _concat_outcomes(outcome, last)
+        )
     for sink in sinks:
         sink.write_batch(events)
     seconds = time.perf_counter() - started
@@ -223,4 +228,30 @@ def replay(
     )
     return ReplayResult(
         summary, events, final, batch.fingerprint, batch.ts, batch.ci, ids, topology
+    )
+
+
+def _concat_outcomes(first: Outcome, second: Outcome) -> Outcome:
+    return Outcome(
+        first.events + second.events,
+        *(
+            np.concatenate([getattr(first, name), getattr(second, name)])
+            for name in ("row", "incident", "reason", "why", "via", "significance")
+        ),
+    )
+
+
+def _final_rows(batch: AlertBatch, outcome: Outcome) -> tuple[AlertBatch, Outcome]:
+    """One row per input alert: the last one the pipeline gave for it (a held problem
+    is listed again when released or paired), without the rows of no input alert."""
+    rows = outcome.row
+    keep = np.flatnonzero(rows >= 0)
+    _, last = np.unique(rows[keep][::-1], return_index=True)
+    chosen = np.sort(keep[len(keep) - 1 - last])
+    return batch.take(chosen), Outcome(
+        outcome.events,
+        *(
+            getattr(outcome, name)[chosen]
+            for name in ("row", "incident", "reason", "why", "via", "significance")
+        ),
     )

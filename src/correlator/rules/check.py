@@ -5,10 +5,14 @@ files) and reports, like ``promtool check rules``, either the rules found per
 stage or every error as ``file:line:col: message`` with the offending source
 line and a caret under the column.
 
-``test_rules`` runs a recording through normalization and the first level and
-prints each alert's fate; with an expectations file it compares and fails on
-any difference, like ``promtool test rules``. Expectations are a YAML list or
-JSON lines, one per alert::
+``test_rules`` runs a recording through the whole pipeline (first level,
+second level, correlation, then a flush as at the end of a replay) and prints
+each alert's fate, the rule that decided it and the incident it ended in
+(after merges); with an expectations file it compares and fails on any
+difference, like ``promtool test rules``. Fates are the pipeline's
+(``correlator.pipeline.FATES``), ``passed`` for an alert that reached an
+incident, and ``released`` for a problem a pair rule held and then let into
+an incident. Expectations are a YAML list or JSON lines, one per alert::
 
     - {row: 0, fate: dropped, rule: watchdog}
     - {fingerprint: 3f0c2a9e1b7d4c55, at: "2026-11-27T10:00:05Z", fate: passed,
@@ -31,22 +35,28 @@ from typing import Any
 
 import yaml
 
-from correlator.batch import Normalizer
 from correlator.decode import Decoded, read_recording
 from correlator.errors import CorrelatorError, RuleError
 from correlator.fingerprint import format_fingerprint
-from correlator.rules.first_level import CompiledRules, FirstLevel
+from correlator.rules.first_level import CompiledRules
 from correlator.rules.load import load_rules
-from correlator.rules.model import FATE_NAMES, SIGNIFICANCE_NAMES, STAGES, RuleSet
+from correlator.rules.model import (
+    FATE_NAMES,
+    SECOND_FATE_NAMES,
+    SIGNIFICANCE_NAMES,
+    STAGES,
+    RuleSet,
+)
 from correlator.rules.source import RuleLoadError
 from correlator.timefmt import format_ns
 from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
 
-RESULT_FIELDS = ("significance", "fate", "rule", "reason")
+RESULT_FIELDS = ("significance", "fate", "rule", "reason", "incident")
 """Fields of a result an expectation may state (besides ``row``, ``fingerprint``, ``at``)."""
 _SELECTORS = ("row", "fingerprint", "at")
-_COLUMNS = ("row", "at", "alertname", "fingerprint", "significance", "fate", "rule")
+_RULE_FATES = frozenset(FATE_NAMES[1:] + SECOND_FATE_NAMES)
+_COLUMNS = ("row", "at", "alertname", "fingerprint", "significance", "fate", "rule", "incident")
 
 
 def check_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[str, bool]:
@@ -81,30 +91,47 @@ def check_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
-def first_level_results(
+def rule_results(
     rules: RuleSet, decoded: Decoded, topology: Topology | None
 ) -> list[dict[str, Any]]:
-    """One result per input row, in row order: what the first level decided, or the reject."""
-    vocab = Vocabulary()
-    normalizer = Normalizer(vocab, topology, ci_labels=rules.ci_labels)
-    batch, rejects = normalizer.normalize(decoded.table, decoded.index)
-    outcome = FirstLevel(rules, vocab, topology).process(batch)
-    results: list[dict[str, Any]] = [
-        {"row": r.row, "fate": "rejected", "reason": r.reason} for r in (*decoded.rejects, *rejects)
-    ]
-    for i in range(len(outcome.batch)):
-        results.append(
-            {
-                "row": int(outcome.batch.row[i]),
-                "at": format_ns(int(outcome.batch.ts[i])),
-                "alertname": vocab[int(outcome.batch.alertname[i])],
-                "fingerprint": format_fingerprint(int(outcome.batch.fingerprint[i])),
-                "significance": SIGNIFICANCE_NAMES[int(outcome.significance[i])],
-                "fate": FATE_NAMES[int(outcome.fate[i])],
-                "rule": outcome.rule_name(i) or "",
+    """One result per input row, in row order: its fate, deciding rule and incident."""
+    from correlator.pipeline import FATES, Pipeline  # the pipeline imports this package
+
+    pipeline = Pipeline(topology, rules=rules)
+    vocab = pipeline.vocab
+    batch, rejects = pipeline.normalizer.normalize(decoded.table, decoded.index)
+    parts = [pipeline.process(batch), pipeline.flush()]
+    ids = pipeline.correlator.incident_ids()
+    results: dict[int, dict[str, Any]] = {
+        r.row: {"row": r.row, "fate": "rejected", "reason": r.reason}
+        for r in (*decoded.rejects, *rejects)
+    }
+    trace = pipeline.last_trace
+    names = trace.rule_names(rules) if trace is not None else {}
+    for rows, outcome in parts:
+        incident = pipeline.correlator.survivors(outcome.incident)
+        for i in range(len(outcome.row)):
+            row = int(outcome.row[i])
+            if row < 0:
+                continue
+            fate = FATES[int(outcome.reason[i])] or "passed"
+            rule = names.get(row, "") if fate in _RULE_FATES else ""
+            earlier = results.get(row)
+            if earlier is not None and earlier["fate"] == "held" and fate == "passed":
+                fate, rule = "released", earlier["rule"]
+            results[row] = {
+                "row": row,
+                "at": format_ns(int(rows.ts[i])),
+                "alertname": vocab[int(rows.alertname[i])],
+                "fingerprint": format_fingerprint(int(rows.fingerprint[i])),
+                "significance": (earlier or {}).get(
+                    "significance", SIGNIFICANCE_NAMES[int(outcome.significance[i])]
+                ),
+                "fate": fate,
+                "rule": rule,
+                "incident": ids[int(incident[i])] if incident[i] >= 0 else "",
             }
-        )
-    return sorted(results, key=lambda r: r["row"])
+    return [results[row] for row in sorted(results)]
 
 
 def render_results(results: Sequence[dict[str, Any]]) -> str:
@@ -188,7 +215,7 @@ def test_rules(
     try:
         rules = load_rules(rules_path)
         topology = load_topology(topology_path) if topology_path else None
-        results = first_level_results(rules, read_recording(alerts_path), topology)
+        results = rule_results(rules, read_recording(alerts_path), topology)
         expectations = read_expectations(expect_path) if expect_path else None
     except RuleLoadError as exc:
         return "\n".join(d.render() for d in exc.diagnostics), False

@@ -34,6 +34,11 @@ FATE_NAMES = ("passed", "dropped", "in_maintenance", "flapping", "below_threshol
 
 PASSED, DROPPED, IN_MAINTENANCE, FLAPPING, BELOW_THRESHOLD = range(5)
 
+SECOND_FATE_NAMES = ("inhibited", "held", "paired", "recovery")
+"""Second-level fates (codes 1..4 of ``second_kernel``; 0 is passed): muted by an inhibit
+rule; a problem held by a pair rule; a problem and its recovery that cancelled out; a
+recovery, which a pair rule consumes (it resolves its problem when that was released)."""
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

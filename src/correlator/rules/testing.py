@@ -328,3 +328,56 @@ def decisions(outcome: FirstLevelOutcome, vocab: Vocabulary) -> list[RefDecision
             )
         )
     return out
+
+
+_EQUAL_NAMES = (*sorted(LABEL_VALUES), "owner")
+
+
+def _equal_item(parts: tuple[str, str, bool]) -> Any:
+    source, target, same = parts
+    return source if same else {"source": source, "target": target}
+
+
+@cache
+def second_level_documents(scale: int = 60) -> st.SearchStrategy[dict[str, Any]]:
+    """A rule file with inhibit and pair rules (and a classify rule or two, so
+    ``significance`` varies), as a YAML-able dict; ``scale`` (seconds) sizes windows."""
+    within = st.sampled_from((1, 2, 3, 5, 10)).map(lambda k: f"{k * scale}s")
+    equal_item = st.tuples(
+        st.sampled_from(_EQUAL_NAMES), st.sampled_from(_EQUAL_NAMES), st.booleans()
+    ).map(_equal_item)
+    inhibit = st.fixed_dictionaries(
+        {
+            "source": selectors(_EVERYTHING),
+            "target": selectors(_EVERYTHING),
+            "equal": st.lists(equal_item, max_size=2),
+        }
+    )
+    pair = st.fixed_dictionaries(
+        {
+            "problem": selectors(_EVERYTHING),
+            "recovery": selectors(_EVERYTHING),
+            "equal": st.lists(st.sampled_from(_EQUAL_NAMES), max_size=2, unique=True),
+            "within": within,
+        }
+    )
+    classify = st.fixed_dictionaries(
+        {
+            "match": selectors(_PLAIN),
+            "significance": st.sampled_from(SIGNIFICANCE_NAMES),
+        }
+    )
+    return st.fixed_dictionaries(
+        {
+            "version": st.just(1),
+            "ci_label": st.just("instance"),
+            "enrich": st.just([{"name": "enrich-owner", "attributes": ["owner"]}]),
+            "classify": st.lists(classify, max_size=2).map(_named("classify")),
+            "correlate": st.fixed_dictionaries(
+                {
+                    "inhibit": st.lists(inhibit, max_size=3).map(_named("inhibit")),
+                    "pair": st.lists(pair, max_size=3).map(_named("pair")),
+                }
+            ),
+        }
+    )

@@ -20,11 +20,14 @@ An incident goes to the first sink whose ``match`` holds, and on down the list
 while the matched sinks say ``continue: true``; a sink without ``match``
 matches everything. Matchers read these incident fields: ``severity``,
 ``significance``, ``event``, ``root_ci``, ``root_type``, ``root_alertname``,
-``inferred`` (``true``/``false``), and the many-valued ``service`` (affected
-business services) and ``ci`` (affected CIs). A matcher set holds on a
+``inferred`` (``true``/``false``), ``action`` (what the rule set's
+``respond`` section chose: ``incident``, ``alert``, ``auto``, ``log``), and
+the many-valued ``service`` (affected business services) and ``ci``
+(affected CIs). A matcher set holds on a
 many-valued field when one value satisfies all of the set's matchers on that
 field (as if the incident were tried once per value); an empty list reads as
-``""``. Incidents carry no alert labels, so routes cannot match on them.
+``""``. Any other name is read from the labels of the alert that opened
+the incident.
 
 Routing is decided on an incident's first event and remembered (see
 ``outbox``), so every event of one incident goes to the same sinks, in order,
@@ -51,6 +54,7 @@ SINGLE_FIELDS = (
     "root_type",
     "root_alertname",
     "inferred",
+    "action",
 )
 MULTI_FIELDS = ("service", "ci")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -222,6 +226,7 @@ def incident_fields(event: IncidentEvent) -> tuple[dict[str, str], dict[str, lis
         "root_type": root.type or "",
         "root_alertname": root.alertname or "",
         "inferred": "true" if root.inferred else "false",
+        "action": event.action,
     }
     return single, {"service": event.affected_services, "ci": event.affected_cis}
 
