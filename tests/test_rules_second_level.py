@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from correlator.batch import Normalizer
 from correlator.correlate.engine import CorrelationSettings
@@ -47,10 +48,12 @@ class SecondHarness:
         self.first = FirstLevel(self.rules, self.vocab, self.topology)
         self.second = SecondLevel(self.rules, self.first.programs, TIMEOUT)
         self.reference = SecondReference(self.rules, TIMEOUT)
+        self.names: tuple[str, ...] = ()
 
     def run(self, alerts: list[dict[str, Any]]) -> tuple[list, list]:
         """One batch through both: each side's (decisions, injections)."""
         first = self.first.process(to_batch(alerts, self.normalizer))
+        self.names = first.columns.names
         passed = np.flatnonzero(first.passed)
         batch = first.batch.take(passed)
         outcome = self.second.process(batch, first.columns.take(passed), first.significance[passed])
@@ -60,11 +63,19 @@ class SecondHarness:
         expected = [(d.row, d.fate, d.rule) for d in out.decisions]
         return (compiled, _injections(outcome.injected)), (expected, _ref_injections(out))
 
+    def restart(self) -> None:
+        """Carry the compiled side's state over to a fresh ``SecondLevel`` (a snapshot)."""
+        fresh = SecondLevel(self.rules, self.first.programs, TIMEOUT)
+        fresh.import_state(self.second.export_state())
+        self.second = fresh
+
     def flush(self) -> tuple[list, list]:
         """Both sides release everything still held."""
         out = SecondOutput()
         self.reference.flush(out)
-        return _injections(self.second.release(2**62, inclusive=True)), _ref_injections(out)
+        return _injections(self.second.release(2**62, self.names, inclusive=True)), _ref_injections(
+            out
+        )
 
     def _decisions(self, batch: Any, fate: np.ndarray, rule: np.ndarray) -> list:
         names = ("passed", *SECOND_FATE_NAMES)
@@ -118,14 +129,17 @@ def _ref_injections(out: SecondOutput) -> list:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(doc=second_level_documents(), stream=alert_streams())
+@given(doc=second_level_documents(), stream=alert_streams(), restart=st.booleans())
 def test_compiled_second_level_agrees_with_the_reference(
-    doc: dict[str, Any], stream: list[list[dict[str, Any]]]
+    doc: dict[str, Any], stream: list[list[dict[str, Any]]], restart: bool
 ) -> None:
+    """Decision by decision, and across a snapshot and restore between batches."""
     harness = SecondHarness(rules_yaml(doc))
     for alerts in stream:
         compiled, expected = harness.run(alerts)
         assert compiled == expected
+        if restart:
+            harness.restart()
     compiled, expected = harness.flush()
     assert compiled == expected
 
@@ -287,3 +301,56 @@ def test_fate_names_line_up_with_the_kernel_codes() -> None:
         second_kernel.RECOVERY,
     )
     assert [SECOND_FATE_NAMES[c - 1] for c in codes] == list(SECOND_FATE_NAMES)
+
+
+GROUP = """
+correlate:
+  group:
+    - name: by-cluster
+      match: 'cluster!=""'
+      group_by: [cluster]
+      within: 5m
+"""
+
+
+def test_group_rules_key_alerts_outside_the_cmdb_by_their_labels() -> None:
+    stream = [
+        [
+            _alert("DiskFull", 0, instance="db-1", cluster="orders"),
+            _alert("ReplicationLag", 5, instance="db-2", cluster="orders"),
+            _alert("DiskFull", 6, instance="db-9", cluster="billing"),
+            _alert("DiskFull", 7, instance="web-1"),
+            _alert("DiskFull", 8, instance="web-1", job="other"),
+        ]
+    ]
+    events, _ = _run(GROUP, stream)
+    latest = {e.id: e for e in events}
+    roots = sorted(
+        (e.root_cause.alertname, e.root_cause.ci, e.alert_count) for e in latest.values()
+    )
+    # No cluster: the default key (alertname and CI label) groups web-1's two alerts.
+    assert roots == [
+        ("DiskFull", "web-1", 2),
+        ("by-cluster", "cluster=billing", 1),
+        ("by-cluster", "cluster=orders", 2),
+    ]
+
+
+MAINTENANCE = """
+maintenance:
+  - name: patching
+    match: 'instance="h1"'
+    from: 2026-11-27T08:01:00Z
+    until: 2026-11-27T09:00:00Z
+"""
+
+
+def test_a_resolve_inside_a_maintenance_window_still_closes_the_incident() -> None:
+    stream = [
+        [_alert("HostDown", 0, instance="h1")],
+        [_alert("HostDown", 90, instance="h1")],
+        [_alert("HostDown", 120, "resolved", instance="h1")],
+    ]
+    events, fates = _run(MAINTENANCE, stream)
+    assert fates == ["passed", "in_maintenance", "passed"]
+    assert [(e.event, e.reason) for e in events] == [("open", None), ("resolve", "resolved")]

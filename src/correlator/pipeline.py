@@ -32,7 +32,8 @@ from correlator.rules.load import load_rules
 from correlator.rules.model import FATE_NAMES, SECOND_FATE_NAMES, RuleSet
 from correlator.rules.respond import Responder
 from correlator.rules.second_kernel import INHIBITED
-from correlator.rules.second_level import Injected, SecondLevel, SecondLevelOutcome
+from correlator.rules.second_level import Grouping, Injected, SecondLevel, SecondLevelOutcome
+from correlator.rules.tables import LabelColumns
 from correlator.topology import Topology
 from correlator.vocab import Vocabulary
 
@@ -119,6 +120,7 @@ class Pipeline:
         self.settings = self._settings(rules)
         self.correlator = Correlator(self.vocab, topology, self.settings)
         self.last_trace: Trace | None = None
+        self._column_names: tuple[str, ...] = ()
         self.responder = Responder(rules.respond if rules is not None else ())
         self.max_labels = max_labels
         self._ci_labels = ci_labels
@@ -129,6 +131,7 @@ class Pipeline:
             if rules is not None and self.first is not None
             else None
         )
+        self.grouping = self._grouping()
 
     @classmethod
     def from_paths(
@@ -143,6 +146,11 @@ class Pipeline:
 
     def _settings(self, rules: RuleSet | None) -> CorrelationSettings:
         return replace(settings_from_rules(rules, self._base), **self._overrides)
+
+    def _grouping(self) -> Grouping:
+        if self.rules is None or self.first is None:
+            return Grouping((), None, self.vocab)
+        return Grouping(self.rules.group, self.first.programs["group"], self.vocab)
 
     def _normalizer(self) -> Normalizer:
         labels = self.rules.ci_labels if self.rules is not None else self._ci_labels
@@ -169,6 +177,7 @@ class Pipeline:
             batch = batch.in_time_order()
             return batch, self.correlator.process(batch)
         first = self.first.process(batch)
+        self._column_names = first.columns.names
         n = len(first.batch)
         passed = np.flatnonzero(first.passed)
         reason = (first.fate.astype(np.int8) + _FIRST_LEVEL_OFFSET).astype(np.int8)
@@ -176,8 +185,8 @@ class Pipeline:
         significance = first.significance
         if self.second is None or not self.second.active:
             self.last_trace = Trace(first, passed, None)
-            inner = self.correlator.process(
-                first.batch.take(passed), significance=significance[passed]
+            inner = self._correlation(
+                first.batch.take(passed), first.columns.take(passed), significance[passed]
             )
             return first.batch, _combine(inner, first.batch.row, reason, significance, passed)
         level = self.second.process(
@@ -194,11 +203,22 @@ class Pipeline:
         )
         where = np.concatenate([go, n + np.arange(len(injected.batch))])[order]
         inputs = concat_batches([first.batch.take(go), injected.batch]).take(order)
-        inner = self.correlator.process(
+        values = np.concatenate([first.columns.values[:, go], injected.columns.values], axis=1)
+        inner = self._correlation(
             inputs,
-            significance=np.concatenate([significance[go], injected.significance])[order],
+            LabelColumns(first.columns.names, values[:, order]),
+            np.concatenate([significance[go], injected.significance])[order],
         )
         return self._with_injected(first.batch, reason, significance, inner, where, injected)
+
+    def _correlation(
+        self, batch: AlertBatch, columns: LabelColumns, significance: np.ndarray
+    ) -> Outcome:
+        """Correlate alerts both levels passed, alerts outside the CMDB keyed by group rules."""
+        if self.grouping.rules:
+            name, value, _ = self.grouping.keys(batch, columns, self.settings.window)
+            batch = replace(batch, alertname=name, ci_label=value)
+        return self.correlator.process(batch, significance=significance)
 
     def advance(self, watermark: int, *, expire: bool = True) -> tuple[AlertBatch, Outcome]:
         """Let event time reach ``watermark``: release held problems due before it, then
@@ -215,9 +235,9 @@ class Pipeline:
         events: list[IncidentEvent] = []
         batch, outcome = empty, None
         if self.second is not None:
-            injected = self.second.release(until, inclusive=inclusive)
+            injected = self.second.release(until, self._column_names, inclusive=inclusive)
             if len(injected.batch) or len(injected.paired):
-                inner = self.correlator.process(injected.batch, significance=injected.significance)
+                inner = self._correlation(injected.batch, injected.columns, injected.significance)
                 events = inner.events
                 where = np.arange(len(injected.batch), dtype=np.int64)
                 no = np.zeros(0, dtype=np.int8)
@@ -280,6 +300,7 @@ class Pipeline:
             self.settings = self._settings(rules)
             self.correlator.update_settings(self.settings)
             self.responder = Responder(rules.respond)
+            self.grouping = self._grouping()
             if self.second is None:
                 self.second = SecondLevel(rules, self.first.programs, self.settings.resolve_timeout)
             else:

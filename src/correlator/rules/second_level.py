@@ -20,14 +20,15 @@ sources and episodes of rules that keep their name. Used by one thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from correlator.batch import AlertBatch, concat_batches
 from correlator.rules import second_kernel as kernel
 from correlator.rules.first_level import rule_hash
-from correlator.rules.model import RuleSet
+from correlator.rules.model import GroupRule, RuleSet
 from correlator.rules.tables import LabelColumns, MatchProgram
 from correlator.schema import RESOLVED
 from correlator.vocab import Vocabulary
@@ -50,7 +51,7 @@ class Injected:
 
     batch: AlertBatch
     significance: np.ndarray
-    columns: np.ndarray
+    columns: LabelColumns
     before: np.ndarray
     paired: AlertBatch
 
@@ -172,26 +173,52 @@ class SecondLevel:
             self._grow(need)
         stored = np.flatnonzero(slot_of >= 0)
         if len(stored):
-            self._storage(columns).add(
+            self._storage(columns.names).add(
                 batch.take(stored), significance[stored], columns.values[:, stored]
             )
         return SecondLevelOutcome(fate, rule, self._injected(inj[:n_inj], columns.names))
 
-    def release(self, until: int, *, inclusive: bool = False) -> Injected:
-        """Release the held problems whose deadline is before ``until`` (a watermark)."""
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The state as named arrays (for a snapshot): sources, episodes and stored rows."""
+        out = {f"state{k}": array for k, array in enumerate(self._state)}
+        if self._store is not None and self._store.batches:
+            everything = np.arange(sum(len(b) for b in self._store.batches), dtype=np.int64)
+            batch, significance, columns = self._store.take(everything)
+            out.update({f"store.{f.name}": getattr(batch, f.name) for f in fields(batch)})
+            out["store.significance"] = significance
+            out["store.columns"] = columns
+            out["store.names"] = np.array(self._store.names, dtype=object)
+        return out
+
+    def import_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take over a state from ``export_state`` (over the same vocabulary)."""
+        self._state = [np.ascontiguousarray(arrays[f"state{k}"]) for k in range(len(self._state))]
+        self._store = None
+        if "store.names" in arrays:
+            names = tuple(str(n) for n in arrays["store.names"])
+            batch = AlertBatch(
+                **{f.name: np.asarray(arrays[f"store.{f.name}"]) for f in fields(AlertBatch)}
+            )
+            self._store = _Store(names)
+            self._store.add(batch, arrays["store.significance"], arrays["store.columns"])
+
+    def release(self, until: int, names: tuple[str, ...], *, inclusive: bool = False) -> Injected:
+        """Release the held problems whose deadline is before ``until`` (a watermark), with
+        label columns ``names`` (the first level's now)."""
         state = self._state
         inj = np.zeros((int(state[CTR][kernel.C_HEAP]) + 1, kernel.J_NF), dtype=np.int64)
         n_inj = kernel.release_due(until, inclusive, state[EP], state[HEAP], state[CTR], inj, 0, 0)
-        names = self._store.names if self._store is not None else ()
+        if self._store is not None:
+            self._storage(names)
         return self._injected(inj[:n_inj], names)
 
     def _held(self) -> int:
         return int(self._state[CTR][kernel.C_HEAP])
 
-    def _storage(self, columns: LabelColumns) -> _Store:
-        if self._store is None or self._store.names != columns.names:
+    def _storage(self, names: tuple[str, ...]) -> _Store:
+        if self._store is None or self._store.names != names:
             previous = self._store
-            self._store = _Store(columns.names)
+            self._store = _Store(names)
             if previous is not None and previous.batches:
                 self._restore_columns(previous)
         return self._store
@@ -217,7 +244,7 @@ class SecondLevel:
             return Injected(
                 empty,
                 np.zeros(0, dtype=np.int8),
-                np.zeros((len(names), 0), dtype=np.int32),
+                LabelColumns(names, np.zeros((len(names), 0), dtype=np.int32)),
                 np.zeros(0, dtype=np.int64),
                 empty,
             )
@@ -229,7 +256,13 @@ class SecondLevel:
         ts = inj[moved, kernel.J_TS].astype(batch.ts.dtype)
         batch = replace(batch, ts=ts, status=status, row=row)
         paired_rows, _, _ = self._store.take(inj[paired, kernel.J_SLOT])
-        return Injected(batch, significance, columns, inj[moved, kernel.J_BEFORE], paired_rows)
+        return Injected(
+            batch,
+            significance,
+            LabelColumns(names, columns),
+            inj[moved, kernel.J_BEFORE],
+            paired_rows,
+        )
 
     def _inputs(self, batch: AlertBatch, columns: LabelColumns) -> tuple[tuple, tuple]:
         rules, programs = self._rules, self._programs
@@ -295,8 +328,10 @@ class Grouping:
     combination of values, never per alert.
     """
 
-    def __init__(self, rules: RuleSet, program: MatchProgram, vocab: Vocabulary) -> None:
-        self.rules = rules.group
+    def __init__(
+        self, rules: Sequence[GroupRule], program: MatchProgram | None, vocab: Vocabulary
+    ) -> None:
+        self.rules = tuple(rules)
         self.program = program
         self.vocab = vocab
         self._names = np.array([vocab.intern(r.name) for r in self.rules], dtype=np.int32)
@@ -310,7 +345,7 @@ class Grouping:
         name = batch.alertname.copy()
         value = batch.ci_label.copy()
         within = np.full(len(batch), window, dtype=np.int64)
-        if not self.rules or len(batch) == 0:
+        if self.program is None or not self.rules or len(batch) == 0:
             return name, value, within
         rule = self.program.first_match(columns)
         rule[batch.ci >= 0] = -1
