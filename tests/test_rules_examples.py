@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from correlator.rules import check
-from correlator.rules.load import load_rules
+from correlator.rules.load import load_rules, load_rules_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
@@ -98,3 +98,10 @@ def test_rules_test_reports_a_broken_rule_file(tmp_path: Path) -> None:
     text, ok = check.test_rules(rules, RULES / "examples" / "link-flap" / "alerts.jsonl")
     assert not ok
     assert text.startswith(f"{rules}:1:30: match: invalid regular expression")
+
+
+def test_the_readme_rule_file_loads() -> None:
+    readme = (RULES.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Rule files", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    rules = load_rules_text(block, "README.md")
+    assert all(rules.counts()[stage] for stage in ("inhibit", "pair", "group", "respond"))
