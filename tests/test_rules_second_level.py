@@ -354,3 +354,21 @@ def test_a_resolve_inside_a_maintenance_window_still_closes_the_incident() -> No
     events, fates = _run(MAINTENANCE, stream)
     assert fates == ["passed", "in_maintenance", "passed"]
     assert [(e.event, e.reason) for e in events] == [("open", None), ("resolve", "resolved")]
+
+
+def test_rules_test_names_the_group_rule(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GROUP)
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(
+        json.dumps(_alert("DiskFull", 0, instance="db-1", cluster="orders"))
+        + "\n"
+        + json.dumps(_alert("DiskFull", 1, instance="web-1"))
+        + "\n"
+    )
+    text, ok = check.test_rules(rules, alerts)
+    assert ok
+    lines = [line.split() for line in text.splitlines()]
+    assert lines[1][-3:-1] == ["passed", "by-cluster"]
+    assert lines[2][-2] == "passed"
+    assert lines[2][-1].startswith("inc-")

@@ -73,16 +73,22 @@ def settings_from_rules(rules: RuleSet | None, base: CorrelationSettings) -> Cor
 @dataclass(frozen=True)
 class Trace:
     """The stages' own records of the last batch, for tools that name the deciding rule:
-    the first level's outcome, the positions in it that passed, and the second level's
-    outcome for those (None when no second-level rule ran)."""
+    the first level's outcome, the positions in it that passed, the second level's
+    outcome for those (None when no second-level rule ran), and the (input row, group
+    rule) of each alert a group rule keyed."""
 
     first: FirstLevelOutcome
     passed: np.ndarray
     second: SecondLevelOutcome | None
+    grouped: tuple[np.ndarray, np.ndarray]
 
     def rule_names(self, rules: RuleSet) -> dict[int, str]:
-        """Input row to the name of the rule that stopped it, for every stopped alert."""
-        out = {}
+        """Input row to the name of the rule that stopped or grouped it."""
+        rows, group_rules = self.grouped
+        out = {
+            row: rules.group[r].name
+            for row, r in zip(rows.tolist(), group_rules.tolist(), strict=True)
+        }
         first = self.first
         for i in np.flatnonzero(~first.passed).tolist():
             out[int(first.batch.row[i])] = first.rule_name(i) or ""
@@ -121,6 +127,7 @@ class Pipeline:
         self.correlator = Correlator(self.vocab, topology, self.settings)
         self.last_trace: Trace | None = None
         self._column_names: tuple[str, ...] = ()
+        self._grouped = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32))
         self.responder = Responder(rules.respond if rules is not None else ())
         self.max_labels = max_labels
         self._ci_labels = ci_labels
@@ -184,15 +191,14 @@ class Pipeline:
         reason[first.passed] = 0
         significance = first.significance
         if self.second is None or not self.second.active:
-            self.last_trace = Trace(first, passed, None)
             inner = self._correlation(
                 first.batch.take(passed), first.columns.take(passed), significance[passed]
             )
+            self.last_trace = Trace(first, passed, None, self._grouped)
             return first.batch, _combine(inner, first.batch.row, reason, significance, passed)
         level = self.second.process(
             first.batch.take(passed), first.columns.take(passed), significance[passed]
         )
-        self.last_trace = Trace(first, passed, level)
         stopped = level.fate != 0
         reason[passed[stopped]] = level.fate[stopped] + _SECOND_LEVEL_OFFSET
         go = passed[~stopped]
@@ -209,15 +215,18 @@ class Pipeline:
             LabelColumns(first.columns.names, values[:, order]),
             np.concatenate([significance[go], injected.significance])[order],
         )
+        self.last_trace = Trace(first, passed, level, self._grouped)
         return self._with_injected(first.batch, reason, significance, inner, where, injected)
 
     def _correlation(
         self, batch: AlertBatch, columns: LabelColumns, significance: np.ndarray
     ) -> Outcome:
         """Correlate alerts both levels passed, alerts outside the CMDB keyed by group rules."""
-        if self.grouping.rules:
-            name, value, _ = self.grouping.keys(batch, columns, self.settings.window)
-            batch = replace(batch, alertname=name, ci_label=value)
+        keys = self.grouping.keys(batch, columns, self.settings.window)
+        keyed = np.flatnonzero(keys.rule >= 0)
+        self._grouped = (batch.row[keyed], keys.rule[keyed])
+        if len(keyed):
+            batch = replace(batch, alertname=keys.name, ci_label=keys.value)
         return self.correlator.process(batch, significance=significance)
 
     def advance(self, watermark: int, *, expire: bool = True) -> tuple[AlertBatch, Outcome]:

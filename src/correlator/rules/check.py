@@ -115,7 +115,7 @@ def rule_results(
             if row < 0:
                 continue
             fate = FATES[int(outcome.reason[i])] or "passed"
-            rule = names.get(row, "") if fate in _RULE_FATES else ""
+            rule = names.get(row, "") if fate in _RULE_FATES or fate == "passed" else ""
             earlier = results.get(row)
             if earlier is not None and earlier["fate"] == "held" and fate == "passed":
                 fate, rule = "released", earlier["rule"]

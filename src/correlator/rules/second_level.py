@@ -316,6 +316,17 @@ def _grown(array: np.ndarray) -> np.ndarray:
     return grown
 
 
+@dataclass(frozen=True)
+class GroupKeys:
+    """Per alert: its group's (name id, value id), how long after the group's last alert a
+    new one still joins it, and the group rule that chose the key (-1: the default)."""
+
+    name: np.ndarray
+    value: np.ndarray
+    within: np.ndarray
+    rule: np.ndarray
+
+
 class Grouping:
     """``correlate.group``: the group key of each alert outside the CMDB.
 
@@ -337,17 +348,15 @@ class Grouping:
         self._names = np.array([vocab.intern(r.name) for r in self.rules], dtype=np.int32)
         self._within = np.array([r.within for r in self.rules], dtype=np.int64)
 
-    def keys(
-        self, batch: AlertBatch, columns: LabelColumns, window: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per alert: the group's (name id, value id) and how long it stays open to joiners
-        (``window`` for alerts no group rule matches)."""
+    def keys(self, batch: AlertBatch, columns: LabelColumns, window: int) -> GroupKeys:
+        """Each alert's group key (``window`` is the default ``within``)."""
         name = batch.alertname.copy()
         value = batch.ci_label.copy()
         within = np.full(len(batch), window, dtype=np.int64)
+        rule = np.full(len(batch), -1, dtype=np.int32)
         if self.program is None or not self.rules or len(batch) == 0:
-            return name, value, within
-        rule = self.program.first_match(columns)
+            return GroupKeys(name, value, within, rule)
+        rule = self.program.first_match(columns).astype(np.int32)
         rule[batch.ci >= 0] = -1
         for r, group in enumerate(self.rules):
             chosen = np.flatnonzero(rule == r)
@@ -371,4 +380,4 @@ class Grouping:
             value[chosen] = np.array(self.vocab.intern_many(texts), dtype=value.dtype)[
                 inverse.reshape(-1)
             ]
-        return name, value, within
+        return GroupKeys(name, value, within, rule)
