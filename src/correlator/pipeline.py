@@ -196,25 +196,29 @@ class Pipeline:
             )
             self.last_trace = Trace(first, passed, None, self._grouped)
             return first.batch, _combine(inner, first.batch.row, reason, significance, passed)
-        level = self.second.process(
-            first.batch.take(passed), first.columns.take(passed), significance[passed]
-        )
+        level = self.second.process(first.batch, first.columns, significance, passed)
         stopped = level.fate != 0
         reason[passed[stopped]] = level.fate[stopped] + _SECOND_LEVEL_OFFSET
         go = passed[~stopped]
         injected = level.injected
-        order = np.argsort(
-            np.concatenate([2 * np.flatnonzero(~stopped) + 1, 2 * injected.before]),
-            kind="stable",
-        )
-        where = np.concatenate([go, n + np.arange(len(injected.batch))])[order]
-        inputs = concat_batches([first.batch.take(go), injected.batch]).take(order)
-        values = np.concatenate([first.columns.values[:, go], injected.columns.values], axis=1)
-        inner = self._correlation(
-            inputs,
-            LabelColumns(first.columns.names, values[:, order]),
-            np.concatenate([significance[go], injected.significance])[order],
-        )
+        if len(injected.batch) == 0:
+            where = go
+            inner = self._correlation(
+                first.batch.take(go), first.columns.take(go), significance[go]
+            )
+        else:
+            order = np.argsort(
+                np.concatenate([2 * np.flatnonzero(~stopped) + 1, 2 * injected.before]),
+                kind="stable",
+            )
+            where = np.concatenate([go, n + np.arange(len(injected.batch))])[order]
+            inputs = concat_batches([first.batch.take(go), injected.batch]).take(order)
+            values = np.concatenate([first.columns.values[:, go], injected.columns.values], axis=1)
+            inner = self._correlation(
+                inputs,
+                LabelColumns(first.columns.names, values[:, order]),
+                np.concatenate([significance[go], injected.significance])[order],
+            )
         self.last_trace = Trace(first, passed, level, self._grouped)
         return self._with_injected(first.batch, reason, significance, inner, where, injected)
 

@@ -74,7 +74,8 @@ class ReplaySummary:
                 f"  dropped (info)   {self.informational:>12,}",
                 f"  deduplicated     {self.deduplicated:>12,}",
                 f"  orphan resolves  {self.orphan_resolves:>12,}",
-                f"  held by rules    {self.held:>12,}   (dropped, maintenance, flap, threshold)",
+                f"  stopped by rules {self.held:>12,}   (drop, maintenance, flap, threshold,"
+                " inhibit, pair)",
                 f"incidents opened   {self.incidents_opened:>12,}"
                 f"   ({self.updates:,} updates, {self.resolves:,} resolves)",
                 f"compression        {self.compression:>12,.1f} alerts per incident",

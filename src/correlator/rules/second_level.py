@@ -141,11 +141,22 @@ class SecondLevel:
         self._programs = programs
 
     def process(
-        self, batch: AlertBatch, columns: LabelColumns, significance: np.ndarray
+        self,
+        batch: AlertBatch,
+        columns: LabelColumns,
+        significance: np.ndarray,
+        positions: np.ndarray | None = None,
     ) -> SecondLevelOutcome:
-        """Decide a time-ordered batch of alerts the first level passed."""
-        n = len(batch)
-        inhibit, pair = self._inputs(batch, columns)
+        """Decide a time-ordered batch of alerts the first level passed: all of ``batch``, or
+        the alerts at ``positions`` (which spares copying the others' labels); the outcome
+        has one entry per alert decided."""
+        if positions is None:
+            positions = np.arange(len(batch), dtype=np.int64)
+        n = len(positions)
+        ts, fingerprint = batch.ts[positions], batch.fingerprint[positions]
+        full = columns
+        columns = columns.take(positions)
+        inhibit, pair = self._inputs(fingerprint, columns)
         fate = np.zeros(n, dtype=np.int8)
         rule = np.full(n, -1, dtype=np.int32)
         slot_of = np.full(n, -1, dtype=np.int64)
@@ -155,9 +166,9 @@ class SecondLevel:
         while True:
             position, need, n_inj = kernel.run(
                 position,
-                batch.ts,
-                batch.fingerprint,
-                batch.status,
+                ts,
+                fingerprint,
+                batch.status[positions],
                 inhibit,
                 pair,
                 self.resolve_timeout,
@@ -171,10 +182,10 @@ class SecondLevel:
             if need == kernel.DONE:
                 break
             self._grow(need)
-        stored = np.flatnonzero(slot_of >= 0)
+        stored = positions[slot_of >= 0]
         if len(stored):
             self._storage(columns.names).add(
-                batch.take(stored), significance[stored], columns.values[:, stored]
+                batch.take(stored), significance[stored], full.values[:, stored]
             )
         return SecondLevelOutcome(fate, rule, self._injected(inj[:n_inj], columns.names))
 
@@ -264,9 +275,9 @@ class SecondLevel:
             paired_rows,
         )
 
-    def _inputs(self, batch: AlertBatch, columns: LabelColumns) -> tuple[tuple, tuple]:
+    def _inputs(self, fingerprint: np.ndarray, columns: LabelColumns) -> tuple[tuple, tuple]:
         rules, programs = self._rules, self._programs
-        n = len(batch)
+        n = len(fingerprint)
         if rules.inhibit:
             src_mask = programs["inhibit.source"].match_mask(columns)
             tgt_mask = programs["inhibit.target"].match_mask(columns)
@@ -279,7 +290,7 @@ class SecondLevel:
             seed = rule_hash("inhibit", inhibit.name)
             src_key[:, r] = kernel.key_hash(seed, [columns.column(s) for s, _ in inhibit.equal], n)
             tgt_key[:, r] = kernel.key_hash(seed, [columns.column(t) for _, t in inhibit.equal], n)
-            entry_key[:, r] = kernel.key_hash(seed, [batch.fingerprint], n)
+            entry_key[:, r] = kernel.key_hash(seed, [fingerprint], n)
         if rules.pair:
             prob_mask = programs["pair.problem"].match_mask(columns)
             rec_mask = programs["pair.recovery"].match_mask(columns)
