@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from conftest import SMALL_CMDB, alert
 from correlator.batch import Normalizer
+from correlator.correlate import structures
 from correlator.correlate.engine import CorrelationSettings, Correlator
-from correlator.correlate.layout import DROP_REASONS
+from correlator.correlate.layout import C_NF, DROP_REASONS, XQ_SIZE
 from correlator.decode import decode_json
 from correlator.incident import IncidentEvent
 from correlator.topology import Topology, load_topology
@@ -325,3 +326,26 @@ def test_every_alert_ends_in_one_incident_or_one_drop_reason(
         for before, after in itertools.pairwise(stream):
             assert (after.event == "open") == (after.reason == "reopened")
             assert after.event != "open" or before.event == "resolve"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.booleans()), max_size=60))
+def test_the_expiry_heap_pops_by_due_time_then_item(steps: list[tuple[int, bool]]) -> None:
+    heap = np.zeros((64, 2), dtype=np.int64)
+    ctr = np.zeros(C_NF, dtype=np.int64)
+    model: set[tuple[int, int]] = set()
+    for item, (delay, rearm) in enumerate(steps):
+        if rearm and model:  # the top fires and is armed again later, as re-sent alerts are
+            due, top = min(model)
+            model.remove((due, top))
+            model.add((due + delay, top))
+            structures.heap_replace_top(heap, ctr, due + delay, top)
+        else:
+            model.add((delay, item))
+            structures.heap_push(heap, ctr, delay, item)
+        assert (int(heap[0, 0]), int(heap[0, 1])) == min(model)
+    popped = []
+    while ctr[XQ_SIZE]:
+        popped.append((int(heap[0, 0]), int(heap[0, 1])))
+        structures.heap_pop(heap, ctr)
+    assert popped == sorted(model)

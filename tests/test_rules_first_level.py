@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -273,3 +274,59 @@ def test_outcome_explains_decisions_and_carries_columns_for_the_second_level() -
     assert [vocab[int(v)] for v in remote] == ["", "sw", "sw", "sw"]
     passed = np.flatnonzero(outcome.passed)
     assert outcome.columns.take(passed).values.shape[1] == 3
+
+
+def test_exported_window_state_resumes_where_it_stopped() -> None:
+    rules = load_rules_text(
+        "flap: [{name: f, match: 'job=\"x\"', changes: 1, within: 1h}]\n"
+        "threshold:\n"
+        "  - {name: t, match: 'job=\"y\"', count: 3, within: 1h, key: [instance]}\n"
+        "  - {name: u, match: '{}', count: 2, within: 1h}\n"
+    )
+    keys = [f"h{k}" for k in range(301)]  # enough that the import rehashes past 1,024 slots
+    stream = [
+        alert(k, status="resolved" if k % 7 == 3 else "firing", instance=f"f{k % 10}", job="x")
+        if k % 3 == 0
+        else alert(k, instance=keys[k % 301], job="yz"[k % 2])
+        for k in range(2400)
+    ]
+    vocab = Vocabulary()
+    normalizer = Normalizer(vocab)
+    halves = [to_batch(stream[:1200], normalizer), to_batch(stream[1200:], normalizer)]
+    whole = FirstLevel(rules, vocab)
+    expected = [whole.process(half).fate.tolist() for half in halves]
+
+    first = FirstLevel(rules, vocab)
+    assert first.process(halves[0]).fate.tolist() == expected[0]
+    saved = io.BytesIO()
+    np.savez(saved, **first.export_state())
+    saved.seek(0)
+    restored = vocab_restored(vocab)
+    resumed = FirstLevel(rules, restored)
+    resumed.import_state(dict(np.load(saved)))
+    assert resumed.state_entries == first.state_entries
+    second = to_batch(stream[1200:], Normalizer(restored))
+    assert resumed.process(second).fate.tolist() == expected[1]
+    assert set(expected[1]) == {PASSED, FLAPPING, BELOW_THRESHOLD}
+
+
+def test_imported_window_state_keeps_only_rules_that_reload_would_keep() -> None:
+    vocab = Vocabulary()
+    normalizer = Normalizer(vocab)
+    rules = "threshold: [{name: t, match: '{}', count: 2, within: 1h}]\n"
+    first = FirstLevel(load_rules_text(rules), vocab)
+    first.process(to_batch([alert(0)], normalizer))
+    kept = FirstLevel(load_rules_text("drop: [{match: 'job=\"z\"'}]\n" + rules), vocab)
+    kept.import_state(first.export_state())
+    assert kept.process(to_batch([alert(1)], normalizer)).fate.tolist() == [PASSED]
+    resized = FirstLevel(load_rules_text(rules.replace("count: 2", "count: 3")), vocab)
+    resized.import_state(first.export_state())
+    assert resized.state_entries == 0
+
+
+def vocab_restored(vocab: Vocabulary) -> Vocabulary:
+    """A fresh vocabulary with ``vocab``'s strings interned in order, as a restart makes it."""
+    fresh = Vocabulary()
+    for text in vocab.strings(range(1, len(vocab))):
+        fresh.intern(text)
+    return fresh

@@ -161,6 +161,7 @@ from correlator.correlate.structures import (
     append,
     heap_pop,
     heap_push,
+    heap_replace_top,
     push,
     splice,
     table_find,
@@ -589,14 +590,14 @@ def fire_timers(until, expire, S):
                 _emit(inc, ev, ctr, uq, settings, j, EV_UPDATE, due, -1)
         else:
             e = xq[0, 1]
-            heap_pop(xq, ctr)
-            ent[e, E_ARMED] = 0
-            if ent[e, E_STATUS] == FIRING:
-                expires = ent[e, E_LAST_SEEN] + settings[S_RESOLVE_TIMEOUT]
-                if expires > due:
-                    heap_push(xq, ctr, expires, e)
-                    ent[e, E_ARMED] = 1
-                else:
+            firing = ent[e, E_STATUS] == FIRING
+            expires = ent[e, E_LAST_SEEN] + settings[S_RESOLVE_TIMEOUT]
+            if firing and expires > due:  # re-sent since: re-arm, staying armed
+                heap_replace_top(xq, ctr, expires, e)
+            else:
+                heap_pop(xq, ctr)
+                ent[e, E_ARMED] = 0
+                if firing:
                     _resolve_entity(e, due, S)
 
 
@@ -666,18 +667,39 @@ def correlate(
     uq = S[ST_UQ]
     sq = S[ST_SQ]
     xq = S[ST_XQ]
+    grp_vals = S[ST_GRP_VALS]
     n = ts.shape[0]
     for i in range(start, n):
-        need = shortage(S, 0)
-        if need != DONE:
-            return i, need
-        t = ts[i]
+        # shortage(S, 0) on the arrays unpacked above: per alert, a helper unpacking S
+        # costs more than the test
+        margin = 2 * ctr[N_OPEN] + 4
         if (
-            _due(sq, ctr, SQ_HEAD, SQ_TAIL, t)
-            or _due(uq, ctr, UQ_HEAD, UQ_TAIL, t)
-            or (ctr[XQ_SIZE] > 0 and xq[0, 0] <= t)
+            ctr[N_ENT] + 1 > ent.shape[0]
+            or ctr[N_INC] + 1 > inc.shape[0]
+            or ctr[N_POOL] + 2 > pool.shape[0]
+            or ctr[N_EV] + margin > ev.shape[0]
+            or ctr[UQ_TAIL] + margin > uq.shape[0]
+            or ctr[SQ_TAIL] + 2 > sq.shape[0]
+            or ctr[XQ_SIZE] + 2 > xq.shape[0]
+            or 2 * (ctr[N_ENT] + 1) > fp_vals.shape[0]
+            or 2 * (ctr[N_GRP] + 1) > grp_vals.shape[0]
         ):
+            return i, shortage(S, 0)
+        t = ts[i]
+        if _due(sq, ctr, SQ_HEAD, SQ_TAIL, t) or _due(uq, ctr, UQ_HEAD, UQ_TAIL, t):
             fire_timers(t, True, S)
+        else:
+            # Only expiry is due: re-arm the alerts re-sent since, as fire_timers would,
+            # here (that is most timers, and a call per alert costs more); the first that
+            # expires goes to fire_timers with the rest.
+            while ctr[XQ_SIZE] > 0 and xq[0, 0] <= t:
+                e = xq[0, 1]
+                expires = ent[e, E_LAST_SEEN] + settings[S_RESOLVE_TIMEOUT]
+                if ent[e, E_STATUS] == FIRING and expires > xq[0, 0]:
+                    heap_replace_top(xq, ctr, expires, e)
+                else:
+                    fire_timers(t, True, S)
+                    break
         out_inc[i] = -1
         out_reason[i] = JOINED
         out_via[i] = -1
@@ -765,8 +787,10 @@ def correlate(
         inc[j, I_SIGNIFICANCE] = max(inc[j, I_SIGNIFICANCE], significance[i])
         if why == WHY_REOPENED or (inc[j, I_VERSION] == 0 and settings[S_SETTLE] == 0):
             _emit(inc, ev, ctr, uq, settings, j, EV_OPEN, t, -1)
-        else:
-            _touch(inc, ev, ctr, uq, settings, j, t)
+        else:  # _touch, written out: most alerts send nothing, and a call costs more
+            inc[j, I_DIRTY] = 1
+            if inc[j, I_VERSION] != 0 and t >= inc[j, I_LAST_EMIT] + settings[S_UPDATE_INTERVAL]:
+                _emit(inc, ev, ctr, uq, settings, j, EV_UPDATE, t, -1)
     return n, DONE
 
 

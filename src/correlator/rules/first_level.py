@@ -237,7 +237,8 @@ class _State:
         lengths = kernel.RECORD_HEADER + self.pool[offsets + 1]
         starts = (np.cumsum(lengths) - lengths).astype(np.int64)
         total = int(lengths.sum())
-        new = _State(max(1024, 4 * len(keys)), max(8192, 2 * total))
+        slots = 1 << max(10, (4 * len(keys) - 1).bit_length())  # a power of two: see kernel
+        new = _State(slots, max(8192, 2 * total))
         inside = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
         new.pool[:total] = self.pool[np.repeat(offsets, lengths) + inside]
         new.pool[starts] = [tags[int(t)] for t in self.pool[offsets].tolist()]
@@ -246,15 +247,25 @@ class _State:
         return new
 
 
-def _carried_tags(old: CompiledRules, new: CompiledRules) -> dict[int, int]:
-    """Old record tag to new one, for flap/threshold rules that keep stage, name and size."""
+def _rule_sizes(compiled: CompiledRules) -> dict[str, np.ndarray]:
+    """Per flap and threshold rule, in order: its state key hash and how many times it keeps."""
+    return {
+        stage: np.stack([rules[0], rules[1].astype(np.uint64)])
+        for stage, rules in (("flap", compiled.flap), ("threshold", compiled.threshold))
+    }
+
+
+def _carried_tags(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[int, int]:
+    """Old record tag to new one, for flap/threshold rules that keep stage, name and size
+    (both sides as ``_rule_sizes`` gives them)."""
+    bases = {"flap": kernel.FLAP_TAG, "threshold": kernel.THRESHOLD_TAG}
     now = {}
-    for base, rules in ((kernel.FLAP_TAG, new.flap), (kernel.THRESHOLD_TAG, new.threshold)):
-        for k, (h, size) in enumerate(zip(rules[0].tolist(), rules[1].tolist(), strict=True)):
+    for stage, base in bases.items():
+        for k, (h, size) in enumerate(new[stage].T.tolist()):
             now[h] = (base + k, size)
     tags = {}
-    for base, rules in ((kernel.FLAP_TAG, old.flap), (kernel.THRESHOLD_TAG, old.threshold)):
-        for k, (h, size) in enumerate(zip(rules[0].tolist(), rules[1].tolist(), strict=True)):
+    for stage, base in bases.items():
+        for k, (h, size) in enumerate(old[stage].T.tolist()):
             if h in now and now[h][1] == size:
                 tags[base + k] = now[h][0]
     return tags
@@ -288,8 +299,39 @@ class FirstLevel:
     def reload(self, rules: RuleSet, topology: Topology | None) -> None:
         """Replace the rule set (and topology) between batches; on error the old one stays."""
         compiled = CompiledRules(rules, self.vocab, topology)
-        self._state = self._state.carried(_carried_tags(self._compiled, compiled))
+        tags = _carried_tags(_rule_sizes(self._compiled), _rule_sizes(compiled))
+        self._state = self._state.carried(tags)
         self._compiled = compiled
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The flap and threshold window state as named arrays (for a snapshot).
+
+        A key hashes the rule with the alert's fingerprint or with the string ids of the
+        rule's ``key`` labels, so the state must go back into a ``FirstLevel`` whose
+        vocabulary gives the same ids (one restored from the same snapshot, as the
+        correlator's is). ``flap_rules`` and ``threshold_rules`` say which rules the
+        records belong to, so an import under another rule set keeps what ``reload``
+        would keep.
+        """
+        state = self._state
+        used = int(state.ctr[1])
+        return {
+            "table": state.table.copy(),
+            "pool": state.pool[:used].copy(),
+            "counters": state.ctr.copy(),
+            **{f"{stage}_rules": sizes for stage, sizes in _rule_sizes(self._compiled).items()},
+        }
+
+    def import_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take over the window state of ``export_state`` (see there), replacing this one's."""
+        table = np.ascontiguousarray(arrays["table"], dtype=np.uint64)
+        pool = np.asarray(arrays["pool"], dtype=np.int64)
+        exported = _State(len(table), max(8192, 2 * len(pool)))
+        exported.table[:] = table
+        exported.pool[: len(pool)] = pool
+        exported.ctr[:] = np.asarray(arrays["counters"], dtype=np.int64)
+        old = {stage: np.asarray(arrays[f"{stage}_rules"]) for stage in ("flap", "threshold")}
+        self._state = exported.carried(_carried_tags(old, _rule_sizes(self._compiled)))
 
     def process(self, batch: AlertBatch) -> FirstLevelOutcome:
         """Decide every alert of ``batch`` (sorted into event-time order first)."""
