@@ -22,10 +22,13 @@ hosts' and services' alerts, resends, resolves and noise) from
 ``correlator.scenarios``, sent in a loop. A throughput mode sends for a
 fixed time and stops the clock when ``correlator_events_received_total`` on
 ``/metrics`` (counted by the correlation loop once a batch is processed)
-has reached everything sent. Peak RSS is the daemon's ``VmHWM``.
+has reached everything sent. Peak RSS is the ``VmHWM`` of the daemon's
+processes (the daemon, its decode process and the fork server), summed, and
+CPU is theirs too.
 
     python benchmarks/ingest_bench.py [--seconds 8] [--latency-seconds 6]
-        [--latency-batch 100] [--modes latency,json,json-array,arrow,http]
+        [--latency-batch 100] [--latency-rate 100000]
+        [--modes latency,json,json-array,arrow,http]
         [--backlog 0.25] [--no-event-log] [--keep-state DIR] [--py-spy PATH]
 
 ``--py-spy PATH`` samples the daemon with that py-spy binary during every
@@ -269,29 +272,56 @@ class DaemonProcess:
             time.sleep(0.01)
         return None
 
+    def pids(self) -> list[int]:
+        """The daemon and every process under it (its decode process and the fork server)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(stat[1]), []).append(int(entry.name))
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, ()))
+        return found
+
     def status_kb(self, key: str) -> int:
-        """A ``/proc/<pid>/status`` figure in kB (``VmHWM`` is the peak RSS)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        return 0
+        """A ``/proc/<pid>/status`` figure in kB summed over the daemon's processes."""
+        total = 0
+        for pid in self.pids():
+            with suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        return total
 
     def reset_peak_rss(self) -> None:
         """Restart ``VmHWM`` from the current RSS (``clear_refs`` 5): each mode gets its own.
 
         Where that is not permitted, a mode's peak covers every mode before it.
         """
-        with suppress(OSError):
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        for pid in self.pids():
+            with suppress(OSError):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
 
     def peak_rss_mib(self) -> float:
-        """The daemon's peak resident memory since start or the last reset, in MiB."""
+        """The peak resident memory since start or the last reset, in MiB, of all its processes."""
         return self.status_kb("VmHWM") / 1024
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the daemon so far (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time so far of the daemon's processes (all their threads).
+
+        A process that ended is not counted (the decode process lives as long as the daemon).
+        """
+        total = 0
+        for pid in self.pids():
+            with suppress(OSError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         """SIGTERM (drain, flush, snapshot), then SIGKILL if it does not exit in time."""
@@ -322,6 +352,7 @@ def py_spy(daemon: DaemonProcess, binary: str | None, name: str) -> Iterator[Non
             "--pid",
             str(daemon.pid),
             "--threads",
+            "--subprocesses",
             "--nonblocking",
             "--rate",
             "200",
@@ -600,8 +631,9 @@ def measure_latency(
     seconds: float,
     run_id: str,
     batch: int = LATENCY_BATCH,
+    rate: float = LATENCY_RATE,
 ) -> Latency:
-    """Offer ``LATENCY_RATE`` alerts/s as JSON arrays of ``batch``, one probe in each.
+    """Offer ``rate`` alerts/s as JSON arrays of ``batch``, one probe in each.
 
     Each probe names a CI never seen (``instance: probe-<run>-<n>``), so with
     settle 0 it opens its own incident as soon as its batch is correlated.
@@ -614,7 +646,7 @@ def measure_latency(
         for i in range(0, len(background) - filler + 1, filler)
     ]
     prefix = f"probe-{run_id}-"
-    interval = batch / LATENCY_RATE
+    interval = batch / rate
     context = zmq.Context.instance()
     sock = _push_socket(context, daemon.endpoint)
     sent_at: dict[str, float] = {}
@@ -678,6 +710,12 @@ def main() -> int:
         type=int,
         default=LATENCY_BATCH,
         help="alerts per message in the latency mode (default 100, one message a ms)",
+    )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=LATENCY_RATE,
+        help="alerts/s offered in the latency mode (the target is at 100,000)",
     )
     parser.add_argument("--alerts", type=int, default=200_000, help="storm size (messages)")
     parser.add_argument("--cis", type=int, default=20_000, help="topology size")
@@ -759,6 +797,7 @@ def main() -> int:
                         args.latency_seconds,
                         str(os.getpid()),
                         batch=args.latency_batch,
+                        rate=args.latency_rate,
                     )
                     latency.peak_rss = daemon.peak_rss_mib()
                     print(
@@ -811,6 +850,8 @@ def main() -> int:
             value = latency.percentile(q)
             target_text = f"<= {LATENCY_TARGET_MS:.0f} ms" if q == 99 else ""
             ok = "" if q == 50 else ("ok" if value <= LATENCY_TARGET_MS else "MISS")
+            if q == 99 and latency.offered < 0.95 * LATENCY_RATE:
+                ok = "n/a"  # the target is set at 100,000 alerts/s offered
             label = f"latency p{q} at {latency.offered:,.0f} alerts/s"
             extra = ""
             if q == 99:
@@ -822,8 +863,8 @@ def main() -> int:
     print(f"{'daemon peak RSS, whole run':<36} {peak_rss:>10,.0f} MiB")
     print(f"{'rejected rows':<36} {rejected:>14,}")
     print(
-        "CPU: cores the daemon used in the mode (user + system, all threads); peak RSS: its "
-        "VmHWM, reset at each mode's start to the RSS it then had"
+        "CPU: cores the daemon used in the mode (user + system, all its processes and threads); "
+        "peak RSS: their VmHWM summed, reset at each mode's start to the RSS they then had"
     )
     print(f"machine before: {pressure_before}; after: {cpu_pressure()}")
     print(f"total run time {time.perf_counter() - wall:.0f} s")

@@ -22,7 +22,7 @@ import yaml
 
 from correlator.cli import main
 from correlator.client import Client
-from correlator.daemon.config import load_config
+from correlator.daemon.config import ZmqConfig, load_config
 from correlator.decode import read_recording
 from correlator.errors import ConfigError
 from correlator.eventlog import segments
@@ -119,6 +119,18 @@ def test_every_way_in_gives_the_same_incidents(
             SENDERS[wire](daemon.endpoints[0], storm)
         wait_rows(daemon, len(storm))
         assert metric(scrape(daemon.http_address), "correlator_events_rejected_total") == 0
+    assert (tmp_path / SINK_FILE).read_bytes() == expected
+
+
+@pytest.mark.parametrize("wire", ["json", "arrow", "sniffed"])
+def test_decoding_on_a_thread_gives_the_same_incidents(
+    wire: str, storm: list[bytes], expected: bytes, tmp_path: Path
+) -> None:
+    """``zmq.decode_process: false`` (decoding in the daemon's process) changes nothing."""
+    intake = ZmqConfig(pull=("tcp://127.0.0.1:0",), decode_process=False)
+    with running_daemon(daemon_config(tmp_path, zmq=intake)) as daemon:
+        SENDERS[wire](daemon.endpoints[0], storm)
+        wait_rows(daemon, len(storm))
     assert (tmp_path / SINK_FILE).read_bytes() == expected
 
 
@@ -280,6 +292,7 @@ def test_the_event_log_replays_to_the_same_incidents(
         ({"heartbeat": "soon"}, "heartbeat: not a duration: 'soon'"),
         ({"dead_letter": {"max_file_bytes": "lots"}}, "dead_letter.max_file_bytes: not a size"),
         ({"zmq": {"hwm": 0}}, "zmq.hwm: must be at least 1, got 0"),
+        ({"zmq": {"decode_process": "yes"}}, "zmq.decode_process: expected bool, got str 'yes'"),
     ],
 )
 def test_config_errors_name_the_file_and_the_key(

@@ -372,3 +372,41 @@ def test_rules_test_names_the_group_rule(tmp_path: Path) -> None:
     assert lines[1][-3:-1] == ["passed", "by-cluster"]
     assert lines[2][-2] == "passed"
     assert lines[2][-1].startswith("inc-")
+
+
+def test_a_restored_pipeline_keeps_held_problems_and_inhibit_sources() -> None:
+    rules = INHIBIT + PAIR.replace("correlate:\n", "")
+    before = [
+        _alert("SwitchDown", 0, instance="sw1"),
+        _alert("LinkDown", 5, instance="sw1", ifName="e1"),
+        _alert("LinkDown", 6, instance="sw1", ifName="e2"),
+    ]
+    after = [
+        _alert("LinkUp", 60, instance="sw1", ifName="e1"),
+        _alert("HostDown", 70, instance="h1", uplink="sw1"),
+        _alert("Other", 300, instance="x"),
+    ]
+    straight, fates = _run(rules, [before, after])
+
+    def pipeline() -> Pipeline:
+        return Pipeline(
+            None,
+            rules=load_rules_text(rules, "test.yaml"),
+            settings=CorrelationSettings(settle=0, update_interval=0),
+            overrides={"settle": 0},
+        )
+
+    first = pipeline()
+    _, outcome = first.process(to_batch(before, first.normalizer))
+    events = list(outcome.events)
+    restored = pipeline()
+    for text in first.vocab.strings(range(1, len(first.vocab))):
+        restored.vocab.intern(text)
+    restored.import_state(first.export_state())
+    _, outcome = restored.process(to_batch(after, restored.normalizer))
+    events += outcome.events
+    _, outcome = restored.flush()
+    events += outcome.events
+    assert fates[:6] == ["passed", "held", "held", "paired", "inhibited", "passed"]
+    assert [(e.id, e.event, e.at) for e in events] == [(e.id, e.event, e.at) for e in straight]
+    assert {e.labels.get("ifName") for e in events} == {None, "e2"}

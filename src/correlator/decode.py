@@ -89,7 +89,14 @@ def _reason(exc: Exception) -> str:
 
 
 def _timestamp_column(values: list[datetime | None]) -> pa.Array:
-    """Datetimes to ns timestamps; Alertmanager's zero time (year 1) becomes null."""
+    """Datetimes to ns timestamps; Alertmanager's zero time (year 1) becomes null.
+
+    A column with no time at all (``endsAt`` of firing alerts, ``receivedAt``
+    from live producers) skips the conversion, which costs about half a
+    microsecond per time.
+    """
+    if values.count(None) == len(values):
+        return pa.nulls(len(values), TIMESTAMP)
     us = pa.array(values, type=pa.timestamp("us", tz="UTC"))
     raw = pc.cast(us, pa.int64())
     representable = pc.greater(raw, _US_MIN)

@@ -106,7 +106,7 @@ class EventLog:
             last = existing[-1]
             self.rows = _first_row(last) + pq.ParquetFile(last).metadata.num_rows
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
-        self._sink: pa.OSFile | None = None
+        self._sink: pa.BufferedOutputStream | None = None
         self._path: Path | None = None
         self._opened = 0.0
         self._sealing: threading.Thread | None = None
@@ -118,7 +118,9 @@ class EventLog:
         if self._writer is None:
             self._open()
         assert self._writer is not None and self._sink is not None
-        self._writer.write_table(table.cast(ALERT_SCHEMA))
+        self._writer.write_table(
+            table if table.schema == ALERT_SCHEMA else table.cast(ALERT_SCHEMA)
+        )
         self._sink.flush()
         self.rows += table.num_rows
         too_big = self._sink.tell() >= self.max_file_bytes
@@ -160,7 +162,8 @@ class EventLog:
 
     def _open(self) -> None:
         self._path = self.directory / f"{_PREFIX}{self.rows:012d}.arrows"
-        self._sink = pa.OSFile(str(self._path), "wb")
+        # One write call per batch instead of one per column buffer.
+        self._sink = pa.BufferedOutputStream(pa.OSFile(str(self._path), "wb"), 1 << 20)
         self._writer = pa.ipc.new_stream(self._sink, ALERT_SCHEMA)
         self._opened = time.monotonic()
 

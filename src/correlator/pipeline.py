@@ -299,6 +299,26 @@ class Pipeline:
         )
         return batch, outcome
 
+    def export_state(self) -> dict[str, np.ndarray]:
+        """Everything a restart needs as named arrays (for a snapshot): correlation, and the
+        rule stages' window state (``first.*``: flap, threshold; ``second.*``: inhibit
+        sources, pair episodes and their held problems)."""
+        out = self.correlator.export_state()
+        if self.first is not None:
+            out.update({f"first.{k}": v for k, v in self.first.export_state().items()})
+        if self.second is not None:
+            out.update({f"second.{k}": v for k, v in self.second.export_state().items()})
+        return out
+
+    def import_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take over a state from ``export_state`` (the vocabulary restored first). Rule-stage
+        state is taken only when the snapshot has it and this pipeline runs a rule set."""
+        self.correlator.import_state(arrays)
+        for prefix, stage in (("first.", self.first), ("second.", self.second)):
+            mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            if mine and stage is not None:
+                stage.import_state(mine)
+
     def reload(self, topology: Topology | None, rules: RuleSet | None) -> None:
         """Switch to a new topology and rule set between two batches, keeping the state."""
         if topology is not None and topology is not self.topology:

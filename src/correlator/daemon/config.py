@@ -38,13 +38,18 @@ _SIZE_UNITS = {
 
 @dataclass(frozen=True)
 class ZmqConfig:
-    """ZeroMQ sources: PULL sockets bound here, SUB sockets connected there."""
+    """ZeroMQ sources: PULL sockets bound here, SUB sockets connected there.
+
+    ``decode_process`` receives and decodes in a process of its own, so
+    decoding does not compete with the correlation loop for the GIL.
+    """
 
     pull: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
     sub: tuple[str, ...] = ()
     sub_topic: str = ""
     hwm: int = 100_000
     max_message_bytes: int = 16 << 20
+    decode_process: bool = True
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,9 @@ def _zmq(raw: Any) -> ZmqConfig:
         hwm=_positive(section.get("hwm", base.hwm), "zmq.hwm"),
         max_message_bytes=parse_size(
             section.get("max_message_bytes", base.max_message_bytes), "zmq.max_message_bytes"
+        ),
+        decode_process=_typed(
+            section.get("decode_process", base.decode_process), bool, "zmq.decode_process"
         ),
     )
 

@@ -24,6 +24,7 @@ from correlator.decode import Decoded, decode_arrow_stream, decode_json, empty_t
 from correlator.rejects import Reject
 
 FORMATS = ("json", "json-array", "arrow")
+_FORMAT_NAMES = {name.encode(): name for name in FORMATS}
 # Arrays up to this size are decoded together with their neighbours. Checking
 # each one first costs a raw parse (about 0.2 us per alert), which pays for
 # itself against the per-call cost below roughly a thousand alerts a message.
@@ -50,6 +51,9 @@ def frame_from_parts(parts: Sequence[bytes]) -> Frame | Reject:
     if len(parts) == 1:
         return Frame(None, parts[0])
     if len(parts) == 2:
+        exact = _FORMAT_NAMES.get(parts[0])  # what producers send, without the clean-up
+        if exact is not None:
+            return Frame(exact, parts[1])
         name = parts[0].decode("ascii", "replace").strip().lower()
         if name in FORMATS:
             return Frame(name, parts[1])

@@ -1,15 +1,17 @@
 """``Daemon``: the long-running correlator, from sockets to sinks.
 
-Threads: one receives from every ZeroMQ socket, one serves HTTP, one runs
-the correlation loop, and each sink has a delivery thread (``Dispatcher``).
-Receivers decode and hand over whole batches through a bounded queue; the
-loop thread alone owns the correlation state, so it needs no locks; other
-threads ask it for a reload, a snapshot or the open incidents through a
-command queue served between two batches.
+Threads: one takes decoded bursts from the ZeroMQ intake (``Receiver``:
+the sockets and the decoding live in a decode process unless configured
+otherwise), one serves HTTP, one runs the correlation loop, and each sink
+has a delivery thread (``Dispatcher``). Receivers hand over whole batches
+through a bounded queue; the loop thread alone owns the correlation state,
+so it needs no locks; other threads ask it for a reload, a snapshot or the
+open incidents through a command queue served between two batches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import queue
@@ -17,19 +19,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import zmq
 
 from correlator.batch import AlertBatch
 from correlator.correlate.layout import DROP_DEDUPLICATED
 from correlator.daemon import snapshot
 from correlator.daemon.config import DaemonConfig
 from correlator.daemon.deadletter import DeadLetters
-from correlator.daemon.frames import Frame, decode_frames, frame_from_parts
+from correlator.daemon.receiver import Receiver
 from correlator.decode import Decoded
 from correlator.errors import CorrelatorError
 from correlator.eventlog import EventLog, read_log
@@ -44,8 +46,6 @@ from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
 
 log = logging.getLogger("correlator.daemon")
-_RECEIVE_BURST = 4096
-_BURST_BYTES = 32 << 20
 
 
 @dataclass
@@ -56,6 +56,13 @@ class _Arrival:
     received_ns: int
     source: str
     format: str
+
+
+class _Wake:
+    """Queued to make the loop look at its commands at once."""
+
+
+_WAKE = _Wake()
 
 
 @dataclass
@@ -118,7 +125,7 @@ class Daemon:
             overrides=config.correlation_overrides(),
         )
         self.correlator = self.pipeline.correlator
-        restored = snapshot.apply(loaded, self.correlator) if loaded is not None else None
+        restored = snapshot.apply(loaded, self.pipeline) if loaded is not None else None
         self.event_log = (
             EventLog(
                 self.state_dir / "eventlog",
@@ -140,7 +147,7 @@ class Daemon:
             metrics=self.metrics,
             source=config.source,
         )
-        self._queue: queue.Queue[_Arrival | None] = queue.Queue(maxsize=1024)
+        self._queue: queue.Queue[_Arrival | _Wake | None] = queue.Queue(maxsize=1024)
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._open: dict[str, IncidentEvent] = {
             event.id: event for event in (restored.open_incidents if restored else ())
@@ -150,11 +157,15 @@ class Daemon:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._zmq = zmq.Context()
-        self._sockets: list[tuple[zmq.Socket, str]] = []
+        self._receiver = Receiver(
+            config.zmq,
+            lambda decoded, source: self.submit(decoded, source=source, fmt="zmq"),
+            self._decode_failed,
+            process=config.zmq.decode_process,
+        )
         self.endpoints: list[str] = []
         self.http_address: tuple[str, int] | None = None
-        self._http = None
+        self._http: ThreadingHTTPServer | None = None
         self._noisy = _RateLimitedLog()
         self._row = 0
         self.rows_processed = 0
@@ -166,17 +177,17 @@ class Daemon:
 
     def start(self) -> None:
         """Bind sockets, start the HTTP server, the sinks and the correlation loop."""
+        self.endpoints = self._receiver.start()
         self.dispatcher.start()
-        self._bind()
         if self.config.http_listen:
             from correlator.daemon.http import serve
 
             self._http = serve(self, self.config.http_listen)
-            self.http_address = self._http.server_address[:2]
-        for target, name in ((self._loop, "correlate"), (self._receive, "zmq-receive")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            host, port = self._http.server_address[:2]
+            self.http_address = (str(host), int(port))
+        thread = threading.Thread(target=self._loop, name="correlate", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         self.metrics.up.set(1)
         log.info(
             "correlator started: zmq %s, http %s, state %s",
@@ -194,21 +205,15 @@ class Daemon:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
-        for thread in self._threads:
-            if thread.name == "zmq-receive":
-                thread.join(timeout)
+        self._receiver.stop(timeout)
         self._queue.put(None)
         for thread in self._threads:
-            if thread.name == "correlate":
-                thread.join(timeout)
+            thread.join(timeout)
         self.dispatcher.drain(timeout)
         self.dispatcher.close(timeout)
         if self.event_log is not None:
             self.event_log.close()
         self._snapshot()
-        for sock, _ in self._sockets:
-            sock.close(linger=0)
-        self._zmq.term()
         self.metrics.up.set(0)
         self._stopped.set()
         log.info("correlator stopped; state saved in %s", self.state_dir)
@@ -231,6 +236,10 @@ class Daemon:
         """Run ``action`` on the loop thread between two batches and return its result."""
         command = _Command(action)
         self._commands.put(command)
+        # An idle loop waits for input: wake it rather than wait for the
+        # heartbeat. A full queue means a busy loop, which serves commands anyway.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_WAKE)
         if not command.done.wait(timeout):
             msg = "the correlation loop did not answer in time"
             raise CorrelatorError(msg)
@@ -261,6 +270,8 @@ class Daemon:
         problems = []
         if not any(t.is_alive() for t in self._threads if t.name == "correlate"):
             problems.append("the correlation loop is not running")
+        if not self._receiver.alive():
+            problems.append("ZeroMQ intake is not running")
         for name, status in self.dispatcher.health().items():
             if not status.healthy:
                 problems.append(f"sink {name!r} is failing: {status.error}")
@@ -289,84 +300,43 @@ class Daemon:
             parts.append(f"rules: {sum(rules.counts().values())} rules from {self.rules_path}")
         return "reloaded " + ("; ".join(parts) if parts else "nothing (no files configured)")
 
-    def _bind(self) -> None:
-        cfg = self.config.zmq
-        for endpoint in cfg.pull:
-            sock = self._zmq.socket(zmq.PULL)
-            sock.setsockopt(zmq.RCVHWM, cfg.hwm)
-            if endpoint.endswith(":0"):
-                port = sock.bind_to_random_port(endpoint.rsplit(":", 1)[0])
-                endpoint = f"{endpoint.rsplit(':', 1)[0]}:{port}"
-            else:
-                sock.bind(endpoint)
-            self._sockets.append((sock, f"zmq-pull {endpoint}"))
-            self.endpoints.append(endpoint)
-        for endpoint in cfg.sub:
-            sock = self._zmq.socket(zmq.SUB)
-            sock.setsockopt(zmq.RCVHWM, cfg.hwm)
-            sock.setsockopt(zmq.SUBSCRIBE, cfg.sub_topic.encode())
-            sock.connect(endpoint)
-            self._sockets.append((sock, f"zmq-sub {endpoint}"))
-            self.endpoints.append(endpoint)
-
-    def _receive(self) -> None:
-        poller = zmq.Poller()
-        names = {}
-        for sock, name in self._sockets:
-            poller.register(sock, zmq.POLLIN)
-            names[sock] = name
-        topic = self.config.zmq.sub_topic
-        limit = self.config.zmq.max_message_bytes
-        while not self._stopping.is_set():
-            for sock, _ in poller.poll(100):
-                frames: list[Frame | Reject] = []
-                size = 0
-                for _ in range(_RECEIVE_BURST):
-                    try:
-                        parts = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    size += sum(len(part) for part in parts)
-                    if sock.type == zmq.SUB and topic and len(parts) > 1:
-                        parts = parts[1:]
-                    frames.append(frame_from_parts(parts))
-                    if size >= _BURST_BYTES:
-                        break
-                if frames:
-                    try:
-                        decoded = decode_frames(frames, max_bytes=limit)
-                    except Exception:  # a decoder bug must not stop intake
-                        self.metrics.errors.labels(stage="decode").inc()
-                        log.exception("decoding %d message(s) failed; they are lost", len(frames))
-                        continue
-                    self.submit(decoded, source=names[sock], fmt="zmq")
+    def _decode_failed(self, message: str) -> None:
+        self.metrics.errors.labels(stage="decode").inc()
+        log.error("%s", message)
 
     def _loop(self) -> None:
+        """Collect arrivals into batches and process them; serve commands and heartbeats.
+
+        A batch closes at ``max_alerts`` rows or ``max_wait`` after its first
+        arrival, whichever comes first; while waiting for either, commands
+        (a reload, a snapshot) are served at once.
+        """
         cfg = self.config
+        max_wait = cfg.batch.max_wait / 1e9
+        heartbeat = cfg.heartbeat / 1e9
         pending: list[_Arrival] = []
         rows = 0
         opened = 0.0
         last_tick = time.monotonic()
         while True:
-            wait = cfg.batch.max_wait / 1e9 if pending else cfg.heartbeat / 1e9
+            due = opened + max_wait if pending else last_tick + heartbeat
             try:
-                arrival = self._queue.get(timeout=wait)
+                arrival = self._queue.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
-                arrival = False
+                arrival = _WAKE
             if arrival is None:
                 self._guarded(self._process, pending)
                 break
-            if arrival:
+            if isinstance(arrival, _Arrival):
                 if not pending:
                     opened = time.monotonic()
                 pending.append(arrival)
                 rows += arrival.decoded.rows
             now = time.monotonic()
-            full = rows >= cfg.batch.max_alerts
-            if pending and (full or now - opened >= cfg.batch.max_wait / 1e9 or not arrival):
+            if pending and (rows >= cfg.batch.max_alerts or now - opened >= max_wait):
                 self._guarded(self._process, pending)
                 pending, rows = [], 0
-            if now - last_tick >= cfg.heartbeat / 1e9:
+            if now - last_tick >= heartbeat:
                 last_tick = now
                 self._guarded(self._tick)
             self._serve_commands()
@@ -395,14 +365,19 @@ class Daemon:
     def _tick(self) -> None:
         """Heartbeat: let wall time close windows when alerts are quiet."""
         if self.config.event_time == "arrival":
-            self._deliver(self.correlator.advance(time.time_ns()))
+            _, outcome = self.pipeline.advance(time.time_ns())
+            self._deliver(outcome.events)
         if time.monotonic() - self._last_snapshot >= self.config.snapshot_interval / 1e9:
             self._snapshot()
 
-    def _stamp(self, arrival: _Arrival) -> pa.Table:
-        table = arrival.decoded.table
-        stamp = pa.scalar(arrival.received_ns, type=pa.int64()).cast(TIMESTAMP)
-        column = pa.repeat(stamp, table.num_rows)
+    def _stamp(self, table: pa.Table, arrivals: Sequence[_Arrival]) -> pa.Table:
+        """Every row's ``receivedAt`` set to when its arrival came in (one column for the batch).
+
+        With ``event_time: source`` a producer's own ``receivedAt`` is kept where set.
+        """
+        sizes = [arrival.decoded.table.num_rows for arrival in arrivals]
+        stamps = np.repeat(np.array([a.received_ns for a in arrivals], dtype=np.int64), sizes)
+        column = pa.array(stamps, type=pa.int64()).cast(TIMESTAMP)
         if self.config.event_time == "source":
             column = pc.coalesce(table.column("receivedAt"), column)
         index = table.schema.get_field_index("receivedAt")
@@ -421,11 +396,11 @@ class Daemon:
         for arrival in arrivals:
             self._count_input(arrival)
             self._reject(arrival.decoded.rejects, arrival.source)
-            table = self._stamp(arrival)
+            table = arrival.decoded.table
             tables.append(table if table.schema == ALERT_SCHEMA else table.cast(ALERT_SCHEMA))
             bounds.append(self._row)
             self._row += table.num_rows
-        table = pa.concat_tables(tables)
+        table = self._stamp(pa.concat_tables(tables), arrivals)
         first = bounds[0]
         rows = np.arange(first, first + table.num_rows, dtype=np.int64)
         batch, rejects = self.pipeline.normalizer.normalize(table, rows)
@@ -498,7 +473,7 @@ class Daemon:
     def _snapshot(self) -> None:
         logged = self.event_log.rows if self.event_log is not None else 0
         snapshot.save(
-            self.state_dir, self.correlator, logged, self.config.topology, self.open_incidents()
+            self.state_dir, self.pipeline, logged, self.config.topology, self.open_incidents()
         )
         self._last_snapshot = time.monotonic()
 

@@ -1,7 +1,9 @@
 """Snapshots of the correlation state, so a restart loses no open incident.
 
-A snapshot is the engine's arrays, the string vocabulary they refer to, the
-latest event of each open incident (what ``/api/v1/incidents`` shows), and
+A snapshot is the pipeline's arrays (correlation, and the rule stages' window
+state: flap and threshold counts, inhibit sources, pair episodes with their
+held problems), the string vocabulary they refer to, the latest event of
+each open incident (what ``/api/v1/incidents`` shows), and
 how many alerts of the event log it covers. It is written to a temporary
 name and renamed, so a crash mid-write leaves the previous snapshot intact.
 After a crash, the daemon restores the last snapshot and replays the event
@@ -19,8 +21,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from correlator.correlate.engine import Correlator
 from correlator.incident import IncidentEvent
+from correlator.pipeline import Pipeline
 from correlator.vocab import Vocabulary
 
 SNAPSHOT = "snapshot.npz"
@@ -46,12 +48,12 @@ class Restored:
 
 def save(
     directory: Path,
-    correlator: Correlator,
+    pipeline: Pipeline,
     logged_rows: int,
     topology: str | None,
     open_incidents: Sequence[IncidentEvent] = (),
 ) -> None:
-    """Write a snapshot of ``correlator`` covering the first ``logged_rows`` logged alerts.
+    """Write a snapshot of ``pipeline`` covering the first ``logged_rows`` logged alerts.
 
     The arrays and the metadata go into one file, renamed into place: two
     files renamed one after the other could be torn by a crash between the
@@ -59,9 +61,9 @@ def save(
     copy of the metadata, written after.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = correlator.export_state()
-    strings = correlator.vocab.strings(range(len(correlator.vocab)))
-    ci_ids = list(correlator.topology.ci_ids) if correlator.topology is not None else None
+    arrays = pipeline.export_state()
+    strings = pipeline.vocab.strings(range(len(pipeline.vocab)))
+    ci_ids = list(pipeline.topology.ci_ids) if pipeline.topology is not None else None
     meta = msgspec.json.encode(_Meta(logged_rows, topology, strings, list(open_incidents), ci_ids))
     partial = directory / (SNAPSHOT + ".tmp")
     with partial.open("wb") as out:
@@ -112,14 +114,15 @@ def restore_vocabulary(loaded: Loaded, vocab: Vocabulary) -> None:
         vocab.intern(text)
 
 
-def apply(loaded: Loaded, correlator: Correlator) -> Restored:
-    """Put the snapshot's state into ``correlator`` (whose vocabulary was restored first).
+def apply(loaded: Loaded, pipeline: Pipeline) -> Restored:
+    """Put the snapshot's state into ``pipeline`` (whose vocabulary was restored first).
 
     When the topology file is the same but its content changed since (a
     reload), the state is carried over to the current CIs by id.
     """
     meta = loaded.meta
-    correlator.import_state(loaded.arrays)
+    pipeline.import_state(loaded.arrays)
+    correlator = pipeline.correlator
     current = correlator.topology
     if current is not None and meta.ci_ids is not None and meta.ci_ids != list(current.ci_ids):
         correlator.retarget(current, previous_ids=meta.ci_ids)

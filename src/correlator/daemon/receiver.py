@@ -1,0 +1,288 @@
+"""ZeroMQ intake: receive bursts of messages, decode them, hand the results to the daemon.
+
+Decoding JSON builds Python objects for every alert and holds the GIL while
+it does; on the correlation loop's interpreter it would compete with that
+loop for the GIL, and each small Arrow or numba call the loop makes (they
+release the GIL) would wait for it again. So by default the sockets live in
+a decode *process* (``Receiver(process=True)``): it binds or connects them,
+receives and decodes bursts, and ships each burst's ``Decoded`` to the
+daemon as an Arrow IPC stream plus its rejects, over a loopback ZeroMQ
+socket with a small high-water mark, so backpressure still reaches the
+producers. The daemon side only maps the stream (no copy) and submits it.
+With ``process=False`` the same receive loop runs on a thread of the daemon.
+
+The decode process is ``correlator.daemon.worker``, started as a fresh
+interpreter (it inherits no sockets or locks of the daemon, and does not
+import the daemon's main script).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import zmq
+
+from correlator.daemon.config import ZmqConfig
+from correlator.daemon.frames import Frame, decode_frames, frame_from_parts
+from correlator.decode import Decoded, empty_table
+from correlator.errors import SourceError
+from correlator.rejects import Reject
+
+log = logging.getLogger("correlator.daemon")
+_RECEIVE_BURST = 4096
+_BURST_BYTES = 32 << 20
+# Decoded bursts in flight between the decode process and the daemon: past
+# this the decode process stops receiving and the producers' sockets fill.
+RESULT_HWM = 8
+_START_TIMEOUT = 120.0
+
+
+class Header(msgspec.Struct, array_like=True):
+    """What travels beside a burst's Arrow stream: its source, counts and rejects."""
+
+    kind: str
+    source: str = ""
+    rows: int = 0
+    rejects: list[Reject] = []
+    error: str = ""
+
+
+ENCODER = msgspec.msgpack.Encoder()
+HEADER = msgspec.msgpack.Decoder(Header)
+
+Submit = Callable[[Decoded, str], None]
+OnError = Callable[[str], None]
+
+
+def bind_sockets(context: zmq.Context, cfg: ZmqConfig) -> list[tuple[zmq.Socket, str, str]]:
+    """Bind the PULL sockets and connect the SUB ones: (socket, source name, endpoint) each.
+
+    An endpoint ending in ``:0`` is bound to a free port, and named by it.
+    """
+    sockets = []
+    try:
+        for endpoint in cfg.pull:
+            sock = context.socket(zmq.PULL)
+            sock.setsockopt(zmq.RCVHWM, cfg.hwm)
+            if endpoint.endswith(":0"):
+                host = endpoint.rsplit(":", 1)[0]
+                endpoint = f"{host}:{sock.bind_to_random_port(host)}"
+            else:
+                sock.bind(endpoint)
+            sockets.append((sock, f"zmq-pull {endpoint}", endpoint))
+        for endpoint in cfg.sub:
+            sock = context.socket(zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, cfg.hwm)
+            sock.setsockopt(zmq.SUBSCRIBE, cfg.sub_topic.encode())
+            sock.connect(endpoint)
+            sockets.append((sock, f"zmq-sub {endpoint}", endpoint))
+    except zmq.ZMQError as exc:
+        for sock, _, _ in sockets:
+            sock.close(linger=0)
+        msg = f"zmq endpoint {endpoint!r}: {exc}"
+        raise SourceError(msg) from exc
+    return sockets
+
+
+def receive_burst(sock: zmq.Socket, topic: str) -> list[Frame | Reject]:
+    """Every message waiting on ``sock``, up to a burst (a count and a byte budget)."""
+    frames: list[Frame | Reject] = []
+    size = 0
+    strip_topic = sock.type == zmq.SUB and bool(topic)
+    for _ in range(_RECEIVE_BURST):
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        size += sum(len(part) for part in parts)
+        if strip_topic and len(parts) > 1:
+            parts = parts[1:]
+        frames.append(frame_from_parts(parts))
+        if size >= _BURST_BYTES:
+            break
+    return frames
+
+
+def decode_burst(frames: list[Frame | Reject], limit: int, on_error: OnError) -> Decoded | None:
+    """A burst decoded; a decoder bug is reported and the burst dropped, never raised."""
+    try:
+        return decode_frames(frames, max_bytes=limit)
+    except Exception:  # a decoder bug must not stop intake
+        on_error(
+            f"decoding {len(frames)} message(s) failed; they are lost\n{traceback.format_exc()}"
+        )
+        return None
+
+
+def encode_result(decoded: Decoded, source: str) -> list[Any]:
+    """A decoded burst as message parts: header, row index, Arrow stream (empty if no rows)."""
+    header = ENCODER.encode(Header("batch", source, decoded.rows, decoded.rejects))
+    table = decoded.table
+    if table.num_rows == 0:
+        return [header, b"", b""]
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return [header, np.ascontiguousarray(decoded.index, dtype=np.int64), sink.getvalue()]
+
+
+def decode_result(header: Header, index: memoryview, stream: memoryview) -> Decoded:
+    """The ``Decoded`` that ``encode_result`` sent; the Arrow columns are not copied."""
+    if len(stream) == 0:
+        table = empty_table()
+    else:
+        table = pa.ipc.open_stream(pa.py_buffer(stream)).read_all()
+    rows = np.frombuffer(index, dtype=np.int64) if len(index) else np.zeros(0, dtype=np.int64)
+    return Decoded(table, header.rejects, header.rows, rows)
+
+
+class Receiver:
+    """The ZeroMQ sources of one daemon: ``start`` them, and decoded bursts go to ``submit``.
+
+    ``submit(decoded, source)`` is called from one thread of the daemon,
+    which may block (the loop's queue is bounded); ``on_error(message)`` is
+    called for a burst that could not be decoded.
+    """
+
+    def __init__(self, cfg: ZmqConfig, submit: Submit, on_error: OnError, *, process: bool) -> None:
+        self.cfg = cfg
+        self.process = process
+        self.endpoints: list[str] = []
+        self._submit = submit
+        self._on_error = on_error
+        self._context = zmq.Context()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._sockets: list[tuple[zmq.Socket, str, str]] = []
+
+    def start(self) -> list[str]:
+        """Bind and connect the sockets and start receiving; the endpoints as bound."""
+        target: Callable[..., None]
+        args: tuple[Any, ...]
+        if self.process:
+            results = self._context.socket(zmq.PULL)
+            results.setsockopt(zmq.RCVHWM, RESULT_HWM)
+            port = results.bind_to_random_port("tcp://127.0.0.1")
+            try:
+                self._start_worker(f"tcp://127.0.0.1:{port}")
+            except SourceError:
+                results.close(linger=0)
+                raise
+            target, args = self._forward, (results,)
+        else:
+            self._sockets = bind_sockets(self._context, self.cfg)
+            self.endpoints = [endpoint for _, _, endpoint in self._sockets]
+            target, args = self._receive, ()
+        self._thread = threading.Thread(target=target, args=args, name="zmq-receive", daemon=True)
+        self._thread.start()
+        return self.endpoints
+
+    def _start_worker(self, results: str) -> None:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "correlator.daemon.worker", results],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        self._worker = worker
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write(msgspec.json.encode(self.cfg) + b"\n")
+        worker.stdin.flush()
+        answer: dict[str, Any] = {}
+        stdout = worker.stdout
+        reader = threading.Thread(
+            target=lambda: answer.update(msgspec.json.decode(stdout.readline() or b"{}")),
+            daemon=True,
+        )
+        reader.start()
+        reader.join(_START_TIMEOUT)
+        if "bound" not in answer:
+            where = list(self.cfg.pull + self.cfg.sub)
+            if worker.poll() is None:
+                worker.kill()
+                problem = f"did not bind {where} in {_START_TIMEOUT:.0f} s"
+            else:
+                problem = f"exited ({worker.returncode}) before binding {where}"
+            worker.wait()
+            raise SourceError(answer.get("error") or f"the decode process {problem}")
+        self.endpoints = list(answer["bound"])
+
+    def alive(self) -> bool:
+        """Whether intake runs (the receiving thread, and the decode process if any)."""
+        thread_ok = self._thread is not None and self._thread.is_alive()
+        return thread_ok and (self._worker is None or self._worker.poll() is None)
+
+    def stop(self, timeout: float) -> None:
+        """Stop receiving; every burst decoded by now is submitted before this returns."""
+        self._stopping.set()
+        worker = self._worker
+        if worker is not None and worker.stdin is not None and not worker.stdin.closed:
+            try:
+                worker.stdin.write(b"stop\n")
+                worker.stdin.close()
+            except OSError:  # it is gone already
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if worker is not None:
+            try:
+                worker.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.error("the decode process did not stop in %.0f s; killed", timeout)
+                worker.kill()
+                worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
+        for sock, _, _ in self._sockets:
+            sock.close(linger=0)
+        self._context.term()
+
+    def _receive(self) -> None:
+        """Thread mode: receive and decode here, on the daemon's interpreter."""
+        poller = zmq.Poller()
+        names = {}
+        for sock, name, _ in self._sockets:
+            poller.register(sock, zmq.POLLIN)
+            names[sock] = name
+        limit = self.cfg.max_message_bytes
+        while not self._stopping.is_set():
+            for sock, _ in poller.poll(100):
+                frames = receive_burst(sock, self.cfg.sub_topic)
+                decoded = decode_burst(frames, limit, self._on_error) if frames else None
+                if decoded is not None:
+                    self._submit(decoded, names[sock])
+
+    def _forward(self, results: zmq.Socket) -> None:
+        """Process mode: submit what the decode process sends, until its end marker."""
+        worker = self._worker
+        assert worker is not None
+        try:
+            while True:
+                if not results.poll(100):
+                    if worker.poll() is not None:
+                        if not self._stopping.is_set():
+                            self._on_error(f"the decode process exited ({worker.returncode})")
+                        return
+                    continue
+                parts = results.recv_multipart(copy=False)
+                header = HEADER.decode(parts[0].buffer)
+                if header.kind == "end":
+                    return
+                if header.kind == "error":
+                    self._on_error(header.error)
+                    continue
+                decoded = decode_result(header, parts[1].buffer, parts[2].buffer)
+                self._submit(decoded, header.source)
+        finally:
+            results.close(linger=0)

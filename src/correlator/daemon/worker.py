@@ -1,0 +1,117 @@
+"""The decode process: ZeroMQ sockets in, decoded bursts out, apart from the daemon's GIL.
+
+``Receiver`` (``correlator.daemon.receiver``) runs ``python -m
+correlator.daemon.worker RESULTS``. Standard input is the control channel:
+the ``ZmqConfig`` comes in as one JSON line, and the bound endpoints (or
+the error) go back as one JSON line on standard output. The process then
+binds or connects the sockets, receives and decodes bursts and pushes each
+to ``RESULTS``; it ends when told ``stop`` (after sending what it decoded
+and an end marker) or when its standard input closes (the daemon died, e.g.
+``kill -9``), so it never outlives the daemon.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from typing import IO, Any
+
+import msgspec
+import zmq
+
+from correlator.daemon.config import ZmqConfig
+from correlator.daemon.receiver import (
+    ENCODER,
+    RESULT_HWM,
+    Header,
+    bind_sockets,
+    decode_burst,
+    encode_result,
+    receive_burst,
+)
+from correlator.errors import SourceError
+
+
+def _send(out: zmq.Socket, parts: list[Any], parent: int) -> bool:
+    """Send ``parts`` once the daemon has room; False if the daemon died meanwhile.
+
+    A daemon killed while this process waits for room must not leave it
+    blocked forever: it then belongs to another parent, and gives up.
+    """
+    while not out.poll(100, zmq.POLLOUT):
+        if os.getppid() != parent:
+            return False
+    out.send_multipart(parts, copy=False)
+    return True
+
+
+def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
+    """Bind, receive and decode until told to stop on ``control`` or orphaned (its EOF)."""
+    parent = os.getppid()
+    context = zmq.Context()
+    out = context.socket(zmq.PUSH)
+    out.setsockopt(zmq.SNDHWM, RESULT_HWM)
+    out.connect(results)
+    try:
+        sockets = bind_sockets(context, cfg)
+    except SourceError as exc:
+        answer.write(msgspec.json.encode({"error": str(exc)}).decode() + "\n")
+        answer.flush()
+        out.close(linger=0)
+        context.term()
+        return
+    answer.write(msgspec.json.encode({"bound": [e for _, _, e in sockets]}).decode() + "\n")
+    answer.flush()
+
+    errors: list[str] = []
+
+    poller = zmq.Poller()
+    for sock, _, _ in sockets:
+        poller.register(sock, zmq.POLLIN)
+    poller.register(control, zmq.POLLIN)
+    names = {sock: name for sock, name, _ in sockets}
+    orphaned = False
+    while True:
+        ready = dict(poller.poll())
+        if control in ready:
+            orphaned = os.read(control, 4096) == b""
+            break
+        for sock in ready:
+            frames = receive_burst(sock, cfg.sub_topic)
+            decoded = decode_burst(frames, cfg.max_message_bytes, errors.append) if frames else None
+            sent = True
+            while errors and sent:
+                sent = _send(out, [ENCODER.encode(Header("error", error=errors.pop(0)))], parent)
+            if decoded is not None and sent:
+                sent = _send(out, encode_result(decoded, names[sock]), parent)
+            if not sent:
+                orphaned = True
+                break
+        if orphaned:
+            break
+    for sock, _, _ in sockets:
+        sock.close(linger=0)
+    if not orphaned:
+        out.send(ENCODER.encode(Header("end")))
+    out.close(linger=0 if orphaned else 10_000)
+    context.term()
+
+
+def main() -> None:
+    """Read the config from standard input, then run until stopped or orphaned."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    control = sys.stdin.fileno()
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(control, 1)
+        if not chunk:
+            return
+        line += chunk
+    cfg = msgspec.json.decode(line, type=ZmqConfig)
+    serve(cfg, sys.argv[1], control, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

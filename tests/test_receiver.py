@@ -1,0 +1,134 @@
+"""ZeroMQ intake in a decode process gives what decoding on a thread gives."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import zmq
+
+from correlator.daemon.config import ZmqConfig
+from correlator.daemon.frames import decode_frames, frame_from_parts
+from correlator.daemon.receiver import (
+    HEADER,
+    Receiver,
+    decode_result,
+    encode_result,
+)
+from correlator.decode import Decoded, decode_json
+from correlator.errors import SourceError
+from correlator.rejects import Reject
+
+GOOD = json.dumps(
+    {"labels": {"alertname": "HostDown", "instance": "h1:9100"}, "startsAt": "2026-11-27T10:00:00Z"}
+).encode()
+MESSAGES = [
+    [b"json", GOOD],
+    [GOOD],
+    [b"json-array", b"[" + b",".join([GOOD] * 3) + b"]"],
+    [b"json", GOOD[:-2]],
+    [b"xml", b"<alert/>"],
+    [b"json", b'{"labels": {"a": 1}}'],
+    [b"arrow", b"not arrow"],
+    [b"json", b"\xff" * 10],
+]
+
+
+def test_a_decoded_burst_crosses_the_process_boundary_unchanged() -> None:
+    decoded = decode_frames([frame_from_parts(parts) for parts in MESSAGES], max_bytes=1 << 20)
+    assert decoded.rejects and decoded.table.num_rows
+    header, index, stream = encode_result(decoded, "zmq-pull x")
+    back = decode_result(HEADER.decode(header), memoryview(index), memoryview(stream))
+    assert back.table.equals(decoded.table)
+    assert back.rejects == decoded.rejects
+    assert back.rows == decoded.rows
+    assert np.array_equal(back.index, decoded.index)
+
+
+def test_an_empty_burst_crosses_too() -> None:
+    decoded = Decoded.refused([Reject(0, "invalid_json", "x", b"{")])
+    header, index, stream = encode_result(decoded, "s")
+    back = decode_result(HEADER.decode(header), memoryview(index), memoryview(stream))
+    assert back.table.num_rows == 0 and back.rejects == decoded.rejects and back.rows == 1
+
+
+def _collect(process: bool, repeat: int) -> list[tuple[Decoded, str]]:
+    """Send MESSAGES ``repeat`` times to a receiver; what it submitted, once all rows came."""
+    got: list[tuple[Decoded, str]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def submit(decoded: Decoded, source: str) -> None:
+        with lock:
+            got.append((decoded, source))
+
+    receiver = Receiver(
+        ZmqConfig(pull=("tcp://127.0.0.1:0",)), submit, errors.append, process=process
+    )
+    (endpoint,) = receiver.start()
+    try:
+        assert receiver.alive()
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.connect(endpoint)
+        expected = repeat * sum(
+            decode_frames([frame_from_parts(m)], max_bytes=1 << 20).rows for m in MESSAGES
+        )
+        for _ in range(repeat):
+            for parts in MESSAGES:
+                sock.send_multipart(parts)
+        deadline = time.monotonic() + 30
+        while sum(d.rows for d, _ in got) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sock.close(linger=1000)
+    finally:
+        receiver.stop(10)
+    assert not errors
+    assert sum(d.rows for d, _ in got) == expected
+    assert {source for _, source in got} == {f"zmq-pull {endpoint}"}
+    return got
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["decode-process", "thread"])
+def test_intake_submits_every_row_accepted_or_rejected_with_its_reason(process: bool) -> None:
+    got = _collect(process, repeat=20)
+    table = pa.concat_tables([d.table for d, _ in got])
+    reasons = sorted(r.reason for d, _ in got for r in d.rejects)
+    alone = [decode_frames([frame_from_parts(m)], max_bytes=1 << 20) for m in MESSAGES]
+    assert table.num_rows == 20 * sum(d.table.num_rows for d in alone)
+    assert reasons == sorted(20 * [r.reason for d in alone for r in d.rejects])
+    assert (
+        table.column("labels").to_pylist()[0]
+        == decode_json(GOOD).table.column("labels").to_pylist()[0]
+    )
+
+
+def test_the_decode_process_ends_when_the_daemon_goes_away() -> None:
+    receiver = Receiver(
+        ZmqConfig(pull=("tcp://127.0.0.1:0",)), lambda d, s: None, print, process=True
+    )
+    receiver.start()
+    worker = receiver._worker
+    assert worker is not None and worker.stdin is not None
+    worker.stdin.close()  # what the daemon's death (kill -9) does to the pipe
+    worker.wait(30)
+    assert worker.returncode == 0
+    receiver.stop(10)
+    assert not receiver.alive()
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["decode-process", "thread"])
+def test_an_endpoint_that_cannot_be_bound_is_refused_by_name(process: bool) -> None:
+    holder = zmq.Context.instance().socket(zmq.PULL)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    receiver = Receiver(ZmqConfig(pull=(endpoint,)), lambda d, s: None, print, process=process)
+    try:
+        with pytest.raises(SourceError, match=endpoint):
+            receiver.start()
+    finally:
+        receiver.stop(5)
+        holder.close(linger=0)
