@@ -243,6 +243,29 @@ def _cmd_topology_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from correlator.bench.suite import Options, run_bench
+
+    options = Options(
+        out=Path(args.out),
+        suite=args.suite,
+        runs=args.runs,
+        max_seconds=args.max_seconds,
+        peer=args.peer,
+        recording=Path(args.recording) if args.recording else None,
+        topology=Path(args.topology) if args.topology else None,
+        rules=Path(args.rules) if args.rules else None,
+        compare_rules=(Path(args.compare_rules[0]), Path(args.compare_rules[1]))
+        if args.compare_rules
+        else None,
+        cache=Path(args.cache) if args.cache else None,
+        seed=args.seed,
+    )
+    run_bench(options)
+    print(f"correlator bench: report in {options.out / 'report.md'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``correlator`` command."""
     parser = argparse.ArgumentParser(
@@ -387,6 +410,65 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("ci", help="CI id or name")
     explain.add_argument("--relations", help="relationship CSV of a ServiceNow-style CSV pair")
     explain.set_defaults(func=_cmd_topology_explain)
+
+    bench = commands.add_parser(
+        "bench", help="storm-replay benchmarks: a suite, or your own recording, into a report"
+    )
+    bench.add_argument(
+        "--suite",
+        choices=["quick", "full"],
+        default="quick",
+        help="quick (under 2 min) or full (under 20 min on 2 cores; default quick)",
+    )
+    bench.add_argument(
+        "--out",
+        default=_env("BENCH_OUT", "bench-report"),
+        help="report directory: report.md, results.json, PNG charts (default bench-report) "
+        "[env CORRELATOR_BENCH_OUT]",
+    )
+    bench.add_argument(
+        "--runs",
+        type=int,
+        help="timed runs per figure after one warm-up (default 5; fewer is a smoke test)",
+    )
+    bench.add_argument(
+        "--max-seconds",
+        type=float,
+        help="stop feeding each paced replay after this many seconds "
+        "(default: 1 quick, 4 full, 10 for --recording)",
+    )
+    bench.add_argument(
+        "--peer", choices=["alertmanager"], help="also run this system on the same storm"
+    )
+    bench.add_argument(
+        "--recording",
+        metavar="EVENTS_DIR_OR_FILE",
+        help="replay this recording (event-log folder or any supported file) instead of a suite",
+    )
+    bench.add_argument(
+        "--topology",
+        default=_env("TOPOLOGY", None),
+        help="CMDB export for --recording [env CORRELATOR_TOPOLOGY]",
+    )
+    bench.add_argument(
+        "--rules",
+        default=_env("RULES", None),
+        help="rule file or folder for --recording [env CORRELATOR_RULES]",
+    )
+    bench.add_argument(
+        "--compare-rules",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="with --recording: incidents, compression and latency under two rule sets",
+    )
+    bench.add_argument(
+        "--cache",
+        default=_env("BENCH_CACHE", None),
+        help="where generated storms are kept (default ~/.cache/correlator/bench) "
+        "[env CORRELATOR_BENCH_CACHE]",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="storm generator seed (default 0)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
