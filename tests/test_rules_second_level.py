@@ -410,3 +410,18 @@ def test_a_restored_pipeline_keeps_held_problems_and_inhibit_sources() -> None:
     assert fates[:6] == ["passed", "held", "held", "paired", "inhibited", "passed"]
     assert [(e.id, e.event, e.at) for e in events] == [(e.id, e.event, e.at) for e in straight]
     assert {e.labels.get("ifName") for e in events} == {None, "e2"}
+
+
+def test_a_group_takes_joiners_only_within_its_window() -> None:
+    stream = [
+        [_alert("DiskFull", 0, instance="db-1", cluster="orders")],
+        [_alert("DiskFull", 240, instance="db-1", cluster="orders")],  # a resend keeps it open
+        # The group's last new alert came at 08:00:00; 5m 30s later is too late to join.
+        [_alert("DiskFull", 330, instance="db-3", cluster="orders")],
+        [_alert("DiskFull", 331, instance="db-4", cluster="orders")],
+    ]
+    events, fates = _run(GROUP, stream)
+    assert fates == ["passed", "deduplicated", "passed", "passed"]
+    latest = {e.id: e for e in events}
+    assert sorted(len(e.fingerprints) for e in latest.values()) == [1, 2]
+    assert {e.root_cause.ci for e in latest.values()} == {"cluster=orders"}

@@ -226,12 +226,12 @@ class Pipeline:
         self, batch: AlertBatch, columns: LabelColumns, significance: np.ndarray
     ) -> Outcome:
         """Correlate alerts both levels passed, alerts outside the CMDB keyed by group rules."""
-        keys = self.grouping.keys(batch, columns, self.settings.window)
+        keys = self.grouping.keys(batch, columns, np.iinfo(np.int64).max)
         keyed = np.flatnonzero(keys.rule >= 0)
         self._grouped = (batch.row[keyed], keys.rule[keyed])
         if len(keyed):
             batch = replace(batch, alertname=keys.name, ci_label=keys.value)
-        return self.correlator.process(batch, significance=significance)
+        return self.correlator.process(batch, significance=significance, group_within=keys.within)
 
     def advance(self, watermark: int, *, expire: bool = True) -> tuple[AlertBatch, Outcome]:
         """Let event time reach ``watermark``: release held problems due before it, then

@@ -176,7 +176,10 @@ _WHY = {
     WHY_OPENED: "no alerting CI above {ci} explains it, so it opened an incident",
     WHY_TOOK_OVER: "{ci} dominates open incidents, so its incident took them over",
     WHY_REOPENED: "it fired again soon after the incident resolved, so the incident reopened",
-    WHY_GROUPED: "{ci} is not in the CMDB, so it was grouped by alertname and CI label",
+    WHY_GROUPED: (
+        "{ci} is not in the CMDB, so it was grouped by alertname and CI label,"
+        " or by a group rule's labels"
+    ),
 }
 
 

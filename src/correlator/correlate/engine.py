@@ -428,18 +428,29 @@ class Correlator:
         """How many incidents were ever formed (some may never have been sent)."""
         return int(self._state[ST_CTR][N_INC])
 
-    def process(self, batch: AlertBatch, significance: np.ndarray | None = None) -> Outcome:
+    def process(
+        self,
+        batch: AlertBatch,
+        significance: np.ndarray | None = None,
+        group_within: np.ndarray | None = None,
+    ) -> Outcome:
         """Correlate one batch (sorted into event-time order first).
 
         ``significance`` (one code per alert, in the batch's order) is what the
-        first level decided; without it, significance follows severity.
+        first level decided; without it, significance follows severity. An
+        alert outside the CMDB groups by its ``alertname`` and ``ci_label`` ids;
+        ``group_within`` (ns per alert, default unlimited) is how long after its
+        group's last alert it still joins the group's open incident.
         """
         if significance is None:
             significance = SIGNIFICANCE_BY_SEVERITY[batch.severity]
+        if group_within is None:
+            group_within = np.full(len(batch), np.iinfo(np.int64).max, dtype=np.int64)
         if len(batch) > 1 and not bool(np.all(batch.ts[:-1] <= batch.ts[1:])):
             order = np.argsort(batch.ts, kind="stable")
             batch = batch.take(order)
             significance = significance[order]
+            group_within = group_within[order]
         n = len(batch)
         out_inc = np.full(n, -1, dtype=np.int64)
         out_reason = np.zeros(n, dtype=np.int8)
@@ -456,6 +467,7 @@ class Correlator:
                 batch.ci,
                 batch.alertname,
                 batch.ci_label,
+                group_within,
                 batch.severity,
                 significance,
                 batch.status,
@@ -767,7 +779,7 @@ def _explain(
         where = f"on {root.ci}" if root.ci else "without a CI label"
         return (
             f"{alerts} alert(s) {root.alertname} {where}: the CI is not in the CMDB, "
-            "so they are grouped by alertname and CI label"
+            "so they are grouped by alertname and CI label, or by a group rule's labels"
         )
     if root.inferred:
         return (

@@ -10,7 +10,8 @@ is reopened, or a new one opened, which first takes over any open incidents
 rooted below it (a root that arrives after its symptoms). When most of a
 silent CI's dominator-tree children alert, that CI is inferred as the root
 and takes their incidents over the same way. Alerts whose CI is unknown are
-grouped by alertname and CI label.
+grouped by a pair of string ids (alertname and CI label, unless a group rule
+gave others) while their group's last alert is recent enough.
 
 A new incident is a candidate for ``settle``: nothing is sent until its
 settle timer fires, so a root arriving within it absorbs the candidates
@@ -503,14 +504,16 @@ def _place_on_topology(c, t, causal, S):
 
 
 @numba.njit(nogil=True, cache=True)
-def _place_in_group(alertname, value, t, S):
+def _place_in_group(alertname, value, within, t, S):
+    """An alert outside the CMDB joins its group's open incident if the group's last alert
+    is at most ``within`` ago; else it reopens or opens one."""
     ctr = S[ST_CTR]
     inc = S[ST_INC]
     grp_keys = S[ST_GRP_KEYS]
     grp_vals = S[ST_GRP_VALS]
     key = (np.uint64(alertname) << np.uint64(32)) | np.uint64(value)
     j = table_find(grp_keys, grp_vals, key)
-    if j >= 0 and inc[j, I_STATE] == OPEN:
+    if j >= 0 and inc[j, I_STATE] == OPEN and t - inc[j, I_LAST] <= within:
         return j, WHY_GROUPED
     if _recently_resolved(j, t, S):
         _reopen(j, t, S)
@@ -644,6 +647,7 @@ def correlate(
     ci,
     alertname,
     ci_label,
+    group_within,
     severity,
     significance,
     status,
@@ -766,7 +770,7 @@ def correlate(
             if c >= 0:
                 j, why, via = _place_on_topology(c, t, causal, S)
             else:
-                j, why = _place_in_group(alertname[i], ci_label[i], t, S)
+                j, why = _place_in_group(alertname[i], ci_label[i], group_within[i], t, S)
             ent[e, E_INC] = j
             append(pool, ctr, inc, j, e, I_FP_HEAD, I_FP_TAIL, I_FP_LEN)
         if not was_firing:
