@@ -69,6 +69,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if (ROOT / "src" / "correlator").is_dir() and str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
+from correlator.bench.daemon import metric_total  # noqa: E402
+from correlator.bench.storms import api_messages  # noqa: E402
 from correlator.scenarios import storm, storm_table, write_cmdb  # noqa: E402
 
 # (mode, what the target is, target alerts/s) from issue 5.
@@ -117,22 +119,7 @@ def build_workload(alerts: int, cis: int, seed: int) -> Workload:
     the storm gives it, so the daemon sees it resolved, as Alertmanager would.
     """
     generated = storm(alerts, cis, seed)
-    encoder = msgspec.json.Encoder()
-    firing: list[bytes] = []
-    resolved: list[bytes] = []
-    for i, alert in enumerate(generated.alerts):
-        body = {
-            "labels": alert.labels,
-            "annotations": alert.annotations,
-            "startsAt": _rfc3339(int(generated.sources.starts_at[i])),
-            "generatorURL": alert.generator_url,
-        }
-        firing.append(encoder.encode(body))
-        body["endsAt"] = _rfc3339(int(generated.sources.ends_at[i]))
-        resolved.append(encoder.encode(body))
-    source = generated.messages.source.tolist()
-    is_resolved = generated.messages.resolved.tolist()
-    singles = [resolved[s] if r else firing[s] for s, r in zip(source, is_resolved, strict=True)]
+    singles = api_messages(generated)
     arrays = [
         b"[" + b",".join(singles[i : i + ARRAY_SIZE]) + b"]"
         for i in range(0, len(singles) - ARRAY_SIZE + 1, ARRAY_SIZE)
@@ -251,11 +238,7 @@ class DaemonProcess:
         if status != 200:
             msg = f"GET /metrics answered {status}: {text[:200]}"
             raise RuntimeError(msg)
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_total(text, name)
 
     def received(self) -> int:
         return int(self.counter("correlator_events_received_total"))

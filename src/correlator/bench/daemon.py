@@ -136,11 +136,7 @@ class DaemonProcess:
         if status != 200:
             msg = f"correlator daemon: GET /metrics answered {status}: {text[:200]}"
             raise BenchError(msg)
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_total(text, name)
 
     def wait_processed(self, target: int, timeout: float) -> float:
         """``perf_counter`` once the pipeline counted ``target`` alerts, received or rejected."""
@@ -159,3 +155,12 @@ class DaemonProcess:
     def stop(self) -> None:
         """Drain and exit."""
         stop(self.process)
+
+
+def metric_total(text: str, name: str) -> float:
+    """The sum of every sample of the counter ``name`` in a ``/metrics`` text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

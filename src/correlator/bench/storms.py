@@ -69,7 +69,13 @@ def _rfc3339(ns: int) -> str:
 
 
 def api_bodies(generated: Storm, size: int) -> list[bytes]:
-    """The storm as ``POST /api/v2/alerts`` bodies of up to ``size`` alerts, in send order.
+    """The storm as ``POST /api/v2/alerts`` bodies of up to ``size`` alerts, in send order."""
+    singles = api_messages(generated)
+    return [b"[" + b",".join(singles[i : i + size]) + b"]" for i in range(0, len(singles), size)]
+
+
+def api_messages(generated: Storm) -> list[bytes]:
+    """The storm's messages as Alertmanager API alert objects (JSON), in send order.
 
     A firing message carries no ``endsAt``; a resolve carries the past
     ``endsAt`` the storm gives it, so a receiver sees it resolved on arrival,
@@ -90,5 +96,4 @@ def api_bodies(generated: Storm, size: int) -> list[bytes]:
         resolved.append(encoder.encode(body))
     source = generated.messages.source.tolist()
     is_resolved = generated.messages.resolved.tolist()
-    singles = [resolved[s] if r else firing[s] for s, r in zip(source, is_resolved, strict=True)]
-    return [b"[" + b",".join(singles[i : i + size]) + b"]" for i in range(0, len(singles), size)]
+    return [resolved[s] if r else firing[s] for s, r in zip(source, is_resolved, strict=True)]
