@@ -286,7 +286,6 @@ class Pipeline:
         reasons[where] = inner.reason
         why[where] = inner.why
         via[where] = inner.via
-        paired_significance = np.zeros(k, dtype=np.int8)
         batch = concat_batches([own, injected.batch, injected.paired])
         outcome = Outcome(
             inner.events,
@@ -295,7 +294,7 @@ class Pipeline:
             reasons.astype(np.int8),
             why,
             via,
-            np.concatenate([significance, injected.significance, paired_significance]),
+            np.concatenate([significance, injected.significance, injected.paired_significance]),
         )
         return batch, outcome
 

@@ -47,13 +47,14 @@ class Injected:
     are stored problems released into correlation (with their original ``row``) or
     resolved by a late recovery (``row`` -1: no input row of its own); ``before[k]``
     is the position in the decided alerts that row ``k`` goes before. ``paired`` are
-    the original rows of held problems a recovery cancelled."""
+    the original rows of held problems a recovery cancelled, with their significance."""
 
     batch: AlertBatch
     significance: np.ndarray
     columns: LabelColumns
     before: np.ndarray
     paired: AlertBatch
+    paired_significance: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,7 @@ class SecondLevel:
                 LabelColumns(names, np.zeros((len(names), 0), dtype=np.int32)),
                 np.zeros(0, dtype=np.int64),
                 empty,
+                np.zeros(0, dtype=np.int8),
             )
         batch, significance, columns = self._store.take(inj[moved, kernel.J_SLOT])
         resolves = kinds[moved] == kernel.INJ_RESOLVE
@@ -266,13 +268,14 @@ class SecondLevel:
         row = np.where(resolves, -1, batch.row)
         ts = inj[moved, kernel.J_TS].astype(batch.ts.dtype)
         batch = replace(batch, ts=ts, status=status, row=row)
-        paired_rows, _, _ = self._store.take(inj[paired, kernel.J_SLOT])
+        paired_rows, paired_significance, _ = self._store.take(inj[paired, kernel.J_SLOT])
         return Injected(
             batch,
             significance,
             LabelColumns(names, columns),
             inj[moved, kernel.J_BEFORE],
             paired_rows,
+            paired_significance,
         )
 
     def _inputs(self, fingerprint: np.ndarray, columns: LabelColumns) -> tuple[tuple, tuple]:
