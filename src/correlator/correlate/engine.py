@@ -647,7 +647,7 @@ class Correlator:
         fps_list, fp_ptr_list = fps.tolist(), fp_ptr.tolist()
         cis_list, ci_ptr_list = cis.tolist(), ci_ptr.tolist()
         topology = self.topology
-        services: list[list[int]] = []
+        services: dict[int, list[int]] = {}
         if topology is not None:
             if self._ci_type is None:
                 self._ci_type = topology.ci_type.tolist()
@@ -659,7 +659,8 @@ class Correlator:
                 topology._service_reach,
                 self._service_words,
             )
-            services = [row if any(row) else [] for row in added.tolist()]
+            grew = np.flatnonzero(added.any(axis=1))
+            services = dict(zip(grew.tolist(), added[grew].tolist(), strict=True))
         n_types = len(topology.type_names) if topology is not None else 0
         snapshots = self._snapshots
         events = []
@@ -674,7 +675,7 @@ class Correlator:
             lo, hi = ci_ptr_list[e], ci_ptr_list[e + 1]
             if hi > lo and topology is not None and self._ci_type is not None:
                 snap.add_cis(cis_list[lo:hi], topology, self._ci_type)
-                if services[e]:
+                if e in services:
                     snap.add_services(_bit_names(services[e], topology._service_ids))
             if row[V_KIND] == EV_RESOLVE:
                 del snapshots[j]
