@@ -192,7 +192,7 @@ class Pipeline:
         significance = first.significance
         if self.second is None or not self.second.active:
             inner = self._correlation(
-                first.batch.take(passed), first.columns.take(passed), significance[passed]
+                first.batch.take(passed), first.columns, passed, significance[passed]
             )
             self.last_trace = Trace(first, passed, None, self._grouped)
             return first.batch, _combine(inner, first.batch.row, reason, significance, passed)
@@ -203,9 +203,7 @@ class Pipeline:
         injected = level.injected
         if len(injected.batch) == 0:
             where = go
-            inner = self._correlation(
-                first.batch.take(go), first.columns.take(go), significance[go]
-            )
+            inner = self._correlation(first.batch.take(go), first.columns, go, significance[go])
         else:
             order = np.argsort(
                 np.concatenate([2 * np.flatnonzero(~stopped) + 1, 2 * injected.before]),
@@ -217,16 +215,25 @@ class Pipeline:
             inner = self._correlation(
                 inputs,
                 LabelColumns(first.columns.names, values[:, order]),
+                None,
                 np.concatenate([significance[go], injected.significance])[order],
             )
         self.last_trace = Trace(first, passed, level, self._grouped)
         return self._with_injected(first.batch, reason, significance, inner, where, injected)
 
     def _correlation(
-        self, batch: AlertBatch, columns: LabelColumns, significance: np.ndarray
+        self,
+        batch: AlertBatch,
+        columns: LabelColumns,
+        index: np.ndarray | None,
+        significance: np.ndarray,
     ) -> Outcome:
-        """Correlate alerts both levels passed, alerts outside the CMDB keyed by group rules."""
-        keys = self.grouping.keys(batch, columns, np.iinfo(np.int64).max)
+        """Correlate alerts both levels passed, alerts outside the CMDB keyed by group rules.
+
+        Alert ``k`` of ``batch`` has the label columns ``columns`` give at ``index[k]``
+        (``index`` None: at ``k``).
+        """
+        keys = self.grouping.keys(batch, columns, index, np.iinfo(np.int64).max)
         keyed = np.flatnonzero(keys.rule >= 0)
         self._grouped = (batch.row[keyed], keys.rule[keyed])
         if len(keyed):
@@ -250,7 +257,9 @@ class Pipeline:
         if self.second is not None:
             injected = self.second.release(until, self._column_names, inclusive=inclusive)
             if len(injected.batch) or len(injected.paired):
-                inner = self._correlation(injected.batch, injected.columns, injected.significance)
+                inner = self._correlation(
+                    injected.batch, injected.columns, None, injected.significance
+                )
                 events = inner.events
                 where = np.arange(len(injected.batch), dtype=np.int64)
                 no = np.zeros(0, dtype=np.int8)
@@ -286,7 +295,7 @@ class Pipeline:
         reasons[where] = inner.reason
         why[where] = inner.why
         via[where] = inner.via
-        batch = concat_batches([own, injected.batch, injected.paired])
+        batch = concat_batches([own, injected.batch, injected.paired]) if m or k else own
         outcome = Outcome(
             inner.events,
             batch.row,

@@ -34,7 +34,7 @@ from correlator.schema import RESOLVED
 from correlator.vocab import Vocabulary
 
 # Positions in the state list (the order ``second_kernel.run`` unpacks).
-SRC_KEYS, _, KEY_KEYS, _, SRC, SRC_FP, EP_KEYS, _, EP, HEAP, CTR = range(11)
+SRC_KEYS, _, KEY_KEYS, _, SRC, SRC_FP, EP_KEYS, _, EP, HEAP, CTR, _ = range(12)
 
 
 def _table(slots: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +123,7 @@ class SecondLevel:
             np.zeros((256, kernel.EP_NF), dtype=np.int64),
             np.zeros((256, 2), dtype=np.int64),
             np.zeros(kernel.C_NF, dtype=np.int64),
+            np.zeros(kernel.FILTER_BITS // 64, dtype=np.uint64),
         ]
         self._store: _Store | None = None
 
@@ -362,18 +363,25 @@ class Grouping:
         self._names = np.array([vocab.intern(r.name) for r in self.rules], dtype=np.int32)
         self._within = np.array([r.within for r in self.rules], dtype=np.int64)
 
-    def keys(self, batch: AlertBatch, columns: LabelColumns, window: int) -> GroupKeys:
-        """Each alert's group key (``window`` is the default ``within``)."""
-        name = batch.alertname.copy()
-        value = batch.ci_label.copy()
+    def keys(
+        self, batch: AlertBatch, columns: LabelColumns, index: np.ndarray | None, window: int
+    ) -> GroupKeys:
+        """Each alert's group key (``window`` is the default ``within``); alert ``k``'s
+        labels are column ``index[k]`` of ``columns`` (``index`` None: column ``k``)."""
+        name = batch.alertname
+        value = batch.ci_label
         within = np.full(len(batch), window, dtype=np.int64)
         rule = np.full(len(batch), -1, dtype=np.int32)
-        if self.program is None or not self.rules or len(batch) == 0:
+        outside = np.flatnonzero(batch.ci < 0)
+        if self.program is None or not self.rules or len(outside) == 0:
             return GroupKeys(name, value, within, rule)
-        rule = self.program.first_match(columns).astype(np.int32)
-        rule[batch.ci >= 0] = -1
+        columns = columns.take(outside if index is None else index[outside])
+        matched = self.program.first_match(columns)
+        rule[outside] = matched
+        name, value = name.copy(), value.copy()
         for r, group in enumerate(self.rules):
-            chosen = np.flatnonzero(rule == r)
+            local = np.flatnonzero(matched == r)
+            chosen = outside[local]
             if len(chosen) == 0:
                 continue
             within[chosen] = self._within[r]
@@ -383,7 +391,7 @@ class Grouping:
             if not shown:
                 value[chosen] = 0
                 continue
-            ids = np.stack([columns.column(label)[chosen] for label in shown])
+            ids = np.stack([columns.column(label)[local] for label in shown])
             combos, inverse = np.unique(ids, axis=1, return_inverse=True)
             texts = [
                 ",".join(
