@@ -603,7 +603,7 @@ class _SinkTail:
                     if self.prefix not in line:
                         continue
                     event = self._decoder.decode(line)
-                    ci = event["root_cause"]["ci"] or ""
+                    ci = event.get("labels", {}).get("instance", "")
                     if event["event"] == "open" and ci.startswith(self.prefix.decode()):
                         self.seen.setdefault(ci, now)
 
@@ -618,8 +618,11 @@ def measure_latency(
 ) -> Latency:
     """Offer ``rate`` alerts/s as JSON arrays of ``batch``, one probe in each.
 
-    Each probe names a CI never seen (``instance: probe-<run>-<n>``), so with
-    settle 0 it opens its own incident as soon as its batch is correlated.
+    Each probe names a CI never seen (``instance: probe-<run>-<n>``, and the same
+    ``job``, so the shipped rules' group rule for CIs outside the CMDB, which
+    groups by alertname, job and cluster, keys it apart), so with settle 0 it
+    opens its own incident as soon as its batch is correlated; the incident's
+    opener labels name the probe.
     Latency runs from just before the probe's message is handed to ZeroMQ to
     when its ``open`` line is read from the sink file.
     """
@@ -647,7 +650,12 @@ def measure_latency(
             ci = f"{prefix}{n}"
             probe = encoder.encode(
                 {
-                    "labels": {"alertname": "LatencyProbe", "instance": ci, "severity": "critical"},
+                    "labels": {
+                        "alertname": "LatencyProbe",
+                        "instance": ci,
+                        "job": ci,
+                        "severity": "critical",
+                    },
                     "annotations": {"summary": "ingest benchmark latency probe"},
                     "startsAt": stamp,
                 }
