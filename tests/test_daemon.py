@@ -164,6 +164,13 @@ def test_health_readiness_metrics_and_open_incidents(storm: list[bytes], tmp_pat
             assert metric(text, "correlator_incident_events_total", event=kind) == count, kind
         assert metric(text, "correlator_incidents_open") == len(still_open)
         assert metric(text, "correlator_batch_duration_seconds_count") >= 1
+        # The storm's info-severity alerts are correlation's built-in drop; no rule of
+        # the shipped set stops any of it (tests/test_rules_second_level.py counts those).
+        informational = sum(b'"severity":"info"' in line for line in storm)
+        dropped = metric(text, "correlator_events_dropped_total", rule="informational")
+        assert dropped == informational
+        assert metric(text, "correlator_events_dropped_total") == informational
+        assert "correlator_events_suppressed_total{" not in text
 
         listed = open_incidents(address)
         assert {e.id for e in listed} == still_open

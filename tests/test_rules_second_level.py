@@ -425,3 +425,26 @@ def test_a_group_takes_joiners_only_within_its_window() -> None:
     latest = {e.id: e for e in events}
     assert sorted(len(e.fingerprints) for e in latest.values()) == [1, 2]
     assert {e.root_cause.ci for e in latest.values()} == {"cluster=orders"}
+
+
+def test_the_trace_counts_what_each_rule_stopped() -> None:
+    rules = (
+        INHIBIT
+        + PAIR.replace("correlate:\n", "")
+        + "drop: [{name: hb, match: 'alertname=\"Watchdog\"'}]\n"
+    )
+    pipeline = Pipeline(None, rules=load_rules_text(rules, "test.yaml"))
+    alerts = [
+        _alert("Watchdog", 0),
+        _alert("Watchdog", 1),
+        _alert("SwitchDown", 2, instance="sw1"),
+        _alert("HostDown", 3, instance="h1", uplink="sw1"),
+        _alert("LinkDown", 4, instance="sw1", ifName="e1"),
+    ]
+    pipeline.process(to_batch(alerts, pipeline.normalizer))
+    assert pipeline.last_trace is not None
+    assert pipeline.last_trace.stopped() == {
+        ("dropped", "hb"): 2,
+        ("inhibited", "switch-mutes-hosts"): 1,
+        ("held", "link"): 1,
+    }

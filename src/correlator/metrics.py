@@ -98,7 +98,8 @@ class Metrics:
         )
         self.dropped = Counter(
             "correlator_events_dropped_total",
-            "Accepted alerts dropped by first-level filtering, by rule.",
+            "Accepted alerts dropped, by rule: a drop rule's name, or informational /"
+            " orphan_resolve for correlation's built-in drops.",
             ["rule"],
             registry=r,
         )
@@ -109,7 +110,8 @@ class Metrics:
         )
         self.suppressed = Counter(
             "correlator_events_suppressed_total",
-            "Accepted alerts suppressed (maintenance, inhibition), by rule.",
+            "Accepted alerts held back, by rule: maintenance, flap, threshold, inhibit and"
+            " pair rules.",
             ["rule"],
             registry=r,
         )

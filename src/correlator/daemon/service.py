@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from correlator.batch import AlertBatch
-from correlator.correlate.layout import DROP_DEDUPLICATED
+from correlator.correlate.layout import DROP_DEDUPLICATED, DROP_INFORMATIONAL, DROP_ORPHAN_RESOLVE
 from correlator.daemon import snapshot
 from correlator.daemon.config import DaemonConfig
 from correlator.daemon.deadletter import DeadLetters
@@ -425,10 +425,13 @@ class Daemon:
         _, outcome = self.pipeline.process(batch)
         reasons = np.bincount(outcome.reason, minlength=len(FATES))
         self.metrics.deduplicated.inc(int(reasons[DROP_DEDUPLICATED]))
-        for code in np.flatnonzero(reasons):
-            name = FATES[code]
-            if code not in (0, DROP_DEDUPLICATED):
-                self.metrics.dropped.labels(rule=name).inc(int(reasons[code]))
+        for code in (DROP_INFORMATIONAL, DROP_ORPHAN_RESOLVE):
+            if reasons[code]:
+                self.metrics.dropped.labels(rule=FATES[code]).inc(int(reasons[code]))
+        trace = self.pipeline.last_trace
+        for (fate, rule), count in (trace.stopped() if trace is not None else {}).items():
+            counter = self.metrics.dropped if fate == "dropped" else self.metrics.suppressed
+            counter.labels(rule=rule).inc(count)
         significance = np.bincount(outcome.significance, minlength=3)
         for name, count in zip(
             ("informational", "warning", "exception"), significance, strict=True
