@@ -432,7 +432,9 @@ class Daemon:
         for (fate, rule), count in (trace.stopped() if trace is not None else {}).items():
             counter = self.metrics.dropped if fate == "dropped" else self.metrics.suppressed
             counter.labels(rule=rule).inc(count)
-        significance = np.bincount(outcome.significance, minlength=3)
+        # The batch's own alerts only: rows a pair rule brings back were counted when held.
+        own = trace.first.significance if trace is not None else outcome.significance
+        significance = np.bincount(own, minlength=3)
         for name, count in zip(
             ("informational", "warning", "exception"), significance, strict=True
         ):
