@@ -261,7 +261,7 @@ class Pipeline:
         Alert ``k`` of ``batch`` has the label columns ``columns`` give at ``index[k]``
         (``index`` None: at ``k``).
         """
-        keys = self.grouping.keys(batch, columns, index, np.iinfo(np.int64).max)
+        keys = self.grouping.keys(batch, columns, index)
         keyed = np.flatnonzero(keys.rule >= 0)
         self._grouped = (batch.row[keyed], keys.rule[keyed])
         if len(keyed):

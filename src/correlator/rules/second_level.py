@@ -363,14 +363,12 @@ class Grouping:
         self._names = np.array([vocab.intern(r.name) for r in self.rules], dtype=np.int32)
         self._within = np.array([r.within for r in self.rules], dtype=np.int64)
 
-    def keys(
-        self, batch: AlertBatch, columns: LabelColumns, index: np.ndarray | None, window: int
-    ) -> GroupKeys:
-        """Each alert's group key (``window`` is the default ``within``); alert ``k``'s
+    def keys(self, batch: AlertBatch, columns: LabelColumns, index: np.ndarray | None) -> GroupKeys:
+        """Each alert's group key (the default key has no ``within`` limit); alert ``k``'s
         labels are column ``index[k]`` of ``columns`` (``index`` None: column ``k``)."""
         name = batch.alertname
         value = batch.ci_label
-        within = np.full(len(batch), window, dtype=np.int64)
+        within = np.full(len(batch), np.iinfo(np.int64).max, dtype=np.int64)
         rule = np.full(len(batch), -1, dtype=np.int32)
         outside = np.flatnonzero(batch.ci < 0)
         if self.program is None or not self.rules or len(outside) == 0:
