@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from correlator.batch import Normalizer
 from correlator.matchers import parse_matcher_set
+from correlator.rules import first_level
 from correlator.rules.load import load_rules_text
 from correlator.rules.model import Position, Selector, WeeklyWindow
 from correlator.rules.reference import in_weekly_window
@@ -46,15 +48,17 @@ HERE = Position("<test>", 1, 1)
 
 
 @EXAMPLES
-@given(data=st.data(), scale=SCALES, with_topology=st.booleans())
+@given(data=st.data(), scale=SCALES, with_topology=st.booleans(), remember=st.booleans())
 def test_compiled_first_level_matches_the_reference(
-    data: st.DataObject, scale: int, with_topology: bool
+    data: st.DataObject, scale: int, with_topology: bool, remember: bool
 ) -> None:
+    """With the memo of class combinations, and without it (every alert scanned)."""
     rules = load_rules_text(rules_yaml(data.draw(rule_documents(scale))))
-    harness = Harness(rules, sample_topology() if with_topology else None)
-    for batch in data.draw(alert_streams(scale)):
-        compiled, reference = harness.run(batch)
-        assert compiled == reference
+    with patch.object(first_level, "MEMO_LIMIT", first_level.MEMO_LIMIT if remember else 0):
+        harness = Harness(rules, sample_topology() if with_topology else None)
+        for batch in data.draw(alert_streams(scale)):
+            compiled, reference = harness.run(batch)
+            assert compiled == reference
 
 
 def _edit(rules: list[dict[str, Any]], field: str, choice: int) -> list[dict[str, Any]]:

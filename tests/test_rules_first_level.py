@@ -140,6 +140,33 @@ def test_maintenance_suppresses_firing_alerts_only() -> None:
     ]
 
 
+def test_remembered_matches_still_check_each_alerts_own_maintenance_window() -> None:
+    """Alerts with the same label classes share remembered matches, not window decisions:
+    with one maintenance rule or two (the first closed, the second open), in one batch
+    and across batches."""
+    at = [format_ns(BASE_NS + k * SECOND) for k in (10, 20, 30, 40)]
+    rules = (
+        "maintenance:\n"
+        f"  - {{name: early, match: 'job=\"db\"', from: '{at[0]}', until: '{at[1]}'}}\n"
+        f"  - {{name: late, match: 'job=~\"d.*\"', from: '{at[2]}', until: '{at[3]}'}}\n"
+        f"  - {{name: web, match: 'job=\"web\"', from: '{at[0]}', until: '{at[1]}'}}\n"
+    )
+    stream = [alert(t, job=job) for t in (5, 15, 25, 35) for job in ("db", "web")]
+    decisions = decide(rules, stream, [alert(36, job="db"), alert(16, job="web")])
+    assert fates(decisions) == [
+        ("passed", None),
+        ("passed", None),
+        ("in_maintenance", "early"),
+        ("in_maintenance", "web"),
+        ("passed", None),
+        ("passed", None),
+        ("in_maintenance", "late"),
+        ("passed", None),
+        ("in_maintenance", "web"),  # the second batch, in event-time order
+        ("in_maintenance", "late"),
+    ]
+
+
 def test_alerts_are_taken_in_event_time_order_ties_in_input_order() -> None:
     rules = "threshold: [{name: t, match: '{}', count: 2, within: 5s}]\n"
     decisions = decide(rules, [alert(7), alert(5), alert(5, job="x"), alert(6)])

@@ -19,6 +19,7 @@ The driver is used by one thread (the correlation loop) and takes no locks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +47,8 @@ from correlator.topology import Topology
 from correlator.vocab import Vocabulary
 
 MAX_ENRICH_ATTRIBUTES = 64
+MEMO_LIMIT = 1 << 18
+"""At most this many combinations of label classes are remembered (4 MiB)."""
 _FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
 
 
@@ -131,6 +134,32 @@ def _counted_arrays(rules: Any, size_of: Any, stage: str, space: LabelSpace) -> 
     )
 
 
+class _Memo:
+    """The main program's first selector per stage, by combination of label classes.
+
+    An alert's selectors depend only on the class of each label the program reads, so
+    ``kernel.decide`` remembers what it found for each combination it meets, at the
+    row the classes give in mixed radix. New classes change the radix and start an
+    empty table; a program whose combinations could exceed ``MEMO_LIMIT`` scans every
+    alert. (Classify rules gain nothing from one: their scan is as cheap as a lookup.)
+    """
+
+    def __init__(self, program: MatchProgram) -> None:
+        self._program = program
+        self._counts: tuple[int, ...] = ()
+        self._table = np.zeros((0, 4), dtype=np.int32)
+
+    def arrays(self) -> tuple[bool, np.ndarray, np.ndarray]:
+        """Whether to use it, the radix, and the table (``kernel.UNKNOWN`` where unseen)."""
+        counts = self._program.class_counts()
+        if counts != self._counts:
+            size = math.prod(counts)
+            rows = size if size <= MEMO_LIMIT else 0
+            self._table = np.full((rows, 4), kernel.UNKNOWN, dtype=np.int32)
+            self._counts = counts
+        return len(self._table) > 0, np.array(counts, dtype=np.int64), self._table
+
+
 class CompiledRules:
     """A rule set compiled against a vocabulary and a topology, ready for the kernel.
 
@@ -186,7 +215,6 @@ class CompiledRules:
         self.attribute_values = values
         self.rule_significance = np.array([r.significance for r in rules.classify], dtype=np.int8)
         self.significance_ids = sig_ids
-        self.significance_row = space.row_of.get("significance", -1)
         starts = np.cumsum([0, *map(len, stages)])[:4].astype(np.int64)
         stage_of = np.repeat(np.arange(4, dtype=np.int64), [len(s) for s in stages])
         self.stages = (stage_of, starts)
@@ -194,7 +222,48 @@ class CompiledRules:
         self.threshold = _counted_arrays(rules.threshold, lambda r: r.count, "threshold", space)
         self.largest = int(max(self.flap[1].max(initial=0), self.threshold[1].max(initial=0)))
         self.enrich_program, self.classify_program, self.main_program = enrich, classify, main
-        self.enrich_flags = np.zeros(len(rules.enrich), dtype=np.bool_)
+        # Per program its scan scratch and hits; ``process`` owns the alert's label column.
+        self._buffers = [p.buffers()[1:] for p in (enrich, classify, main)]
+        self._enrich_flags = np.zeros(len(rules.enrich), dtype=np.bool_)
+        self._stage_first = np.zeros(4, dtype=np.int64)
+        self._main_memo = _Memo(main)
+
+    def kernel_inputs(self, windows: tuple[np.ndarray, ...]) -> tuple[tuple[Any, ...], ...]:
+        """The enrich, classify and main arguments of ``kernel.decide``, as the programs'
+        tables are now (learning new values may replace them), with the maintenance
+        ``windows`` of the batch."""
+        enrich, classify, main = self.enrich_program, self.classify_program, self.main_program
+        enrich_buffers, classify_buffers, main_buffers = self._buffers
+        return (
+            (
+                enrich.n_clauses > 0,
+                enrich.arrays,
+                *enrich_buffers,
+                self.rule_attributes,
+                self.attribute_rows,
+                self.attribute_values,
+                self._enrich_flags,
+            ),
+            (
+                classify.n_clauses > 0,
+                classify.arrays,
+                *classify_buffers,
+                self.rule_significance,
+                SIGNIFICANCE_BY_SEVERITY,
+                self.space.row_of.get("significance", -1),
+                self.significance_ids,
+            ),
+            (
+                main.arrays,
+                *main_buffers,
+                self._stage_first,
+                *self._main_memo.arrays(),
+                self.stages,
+                windows,
+                self.flap,
+                self.threshold,
+            ),
+        )
 
 
 class _State:
@@ -278,8 +347,10 @@ class FirstLevel:
         self.vocab = vocab
         self._compiled = CompiledRules(rules, vocab, topology)
         self._state = _State()
-        self._ptr = np.zeros(1, dtype=np.int64)
-        self._sel = np.zeros(1024, dtype=np.int32)
+        self._pending_rows = np.zeros(0, dtype=np.int64)
+        self._pending_rules = np.zeros((2, 0), dtype=np.int32)
+        self._pending_keys = np.zeros((2, 0), dtype=np.uint64)
+        self._pending_count = np.zeros(1, dtype=np.int64)
 
     @property
     def rules(self) -> RuleSet:
@@ -338,56 +409,37 @@ class FirstLevel:
         compiled = self._compiled
         batch = batch.in_time_order()
         n = len(batch)
-        columns = compiled.space.columns(batch)
-        cols = columns.values
-        if len(self._ptr) < n + 1:
-            self._ptr = np.zeros(n + 1, dtype=np.int64)
-        added = np.zeros(n if compiled.rules.enrich else 0, dtype=np.uint64)
-        if compiled.rules.enrich:
-            ptr, sel = self._matches(compiled.enrich_program, columns)
-            kernel.enrich(
-                ptr,
-                sel,
-                batch.ci,
-                compiled.rule_attributes,
-                compiled.attribute_rows,
-                compiled.attribute_values,
-                cols,
-                added,
-                compiled.enrich_flags,
-            )
-        significance = np.empty(n, dtype=np.int8)
-        classified = np.empty(n, dtype=np.int32)
-        ptr, sel = self._matches(compiled.classify_program, columns)
-        kernel.classify(
-            ptr,
-            sel,
-            compiled.rule_significance,
-            SIGNIFICANCE_BY_SEVERITY,
-            batch.severity,
-            compiled.significance_row,
-            compiled.significance_ids,
-            cols,
-            significance,
-            classified,
-        )
-        ptr, sel = self._matches(compiled.main_program, columns)
+        space = compiled.space
+        labels = space.labels(batch)
+        cols = np.empty((len(space.names), n), dtype=np.int32)
+        vals = np.zeros(len(space.names), dtype=np.int32)
         lo, hi = (int(batch.ts[0]), int(batch.ts[-1])) if n else (0, 0)
         windows = rule_intervals(compiled.rules.maintenance, lo, hi)
-        fate = np.zeros(n, dtype=np.int8)
-        rule = np.full(n, -1, dtype=np.int32)
+        fate = np.empty(n, dtype=np.int8)
+        rule = np.empty(n, dtype=np.int32)
+        significance = np.empty(n, dtype=np.int8)
+        classified = np.empty(n, dtype=np.int32)
+        added = np.zeros(n if compiled.rules.enrich else 0, dtype=np.uint64)
+        out = (fate, rule, significance, classified, added)
+        alerts = (batch.ts, batch.fingerprint, batch.status, batch.severity, batch.ci)
+        pending = self._pending(n)
         position = 0
         while True:
-            position, need = kernel.run(
+            inputs = compiled.kernel_inputs(windows)
+            position, need = kernel.decide(
+                position, alerts, labels, cols, vals, *inputs, out, pending
+            )
+            if need == kernel.DONE:
+                break
+            kernel.extract(position, labels, batch.ci, cols, vals)
+            space.learn_unseen(cols, position)
+        position = 0
+        while True:
+            position, need = kernel.settle(
                 position,
-                ptr,
-                sel,
+                pending,
                 batch.ts,
-                batch.fingerprint,
                 batch.status,
-                cols,
-                compiled.stages,
-                windows,
                 compiled.flap,
                 compiled.threshold,
                 self._state.arrays(),
@@ -407,16 +459,24 @@ class FirstLevel:
                 cols,
             )
             batch = replace(batch, label_ptr=ptr, label_key=keys, label_value=values)
+        columns = LabelColumns(space.names, cols)
         return FirstLevelOutcome(
             batch, significance, classified, fate, rule, columns, compiled.rules
         )
 
-    def _matches(
-        self, program: MatchProgram, columns: LabelColumns
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``program.matches`` into buffers kept across batches (fresh pages are slow)."""
-        if program.n_clauses == 0:
-            self._ptr[: columns.values.shape[1] + 1] = 0
-            return self._ptr, self._sel
-        ptr, self._sel = program.matches(columns, self._ptr, self._sel)
-        return ptr, self._sel
+    def _pending(self, n: int) -> tuple[np.ndarray, ...]:
+        """The ``pending`` buffers of ``kernel.decide`` for ``n`` alerts, emptied; kept
+        across batches, because fresh pages cost more than the stages that use them."""
+        if len(self._pending_rows) < n:
+            self._pending_rows = np.zeros(n, dtype=np.int64)
+            self._pending_rules = np.zeros((2, n), dtype=np.int32)
+            self._pending_keys = np.zeros((2, n), dtype=np.uint64)
+        self._pending_count[0] = 0
+        return (
+            self._pending_rows,
+            self._pending_rules[0],
+            self._pending_rules[1],
+            self._pending_keys[0],
+            self._pending_keys[1],
+            self._pending_count,
+        )

@@ -2,28 +2,38 @@
 
 Every numba function of the rules package is in this module, so numba's
 cache (keyed on this file) never runs a stale copy of a function it inlines.
-A batch runs in phases, each one loop over the alerts in the order given
-(the driver sorts a batch by event time, ties in input order):
+A batch runs in two passes over the alerts in the order given (the driver
+sorts a batch by event time, ties in input order):
 
-1. ``extract`` fills the label columns (see ``tables``).
-2. ``match`` lists, per alert, the selectors of one program that hold; it
-   runs for the enrich, classify and main programs in turn. Keeping the scan
-   in one loop with the tables unpacked once matters: numba counts references
-   to every array handed to a helper, and per alert that costs more than the
-   scan itself.
-3. ``enrich``: every matching enrich rule, in rule order, copies its CMDB
-   attributes of the alert's CI into label columns the alert has empty, so
-   the first rule to supply a label wins and the alert's own labels always win.
-4. ``classify``: the first matching classify rule sets the significance;
-   without one it follows the severity code.
-5. ``run``, in event-time order: the first matching **drop** rule drops the
-   alert; else the first matching **maintenance** rule with a window open at
-   the alert's event time suppresses a firing alert; else the first matching
-   **flap** rule tracks the key's status (a status unlike the key's previous
-   one is a change) and holds a firing alert while more than ``changes``
-   changes lie within ``within`` before it; else the first matching
-   **threshold** rule counts the key's firing alerts and holds a firing alert
-   until ``count`` of them lie within ``within`` before it.
+1. ``decide``, per alert: fill its column of label ids (see ``tables``);
+   **enrich**: every matching enrich rule, in rule order, copies its CMDB
+   attributes of the alert's CI into labels the alert has empty, so the
+   first rule to supply a label wins and the alert's own labels always win;
+   **classify**: the first matching classify rule sets the significance,
+   without one it follows the severity code; then the main program's
+   matches: the first matching **drop** rule drops the alert, else the
+   first matching **maintenance** rule with a window open at the alert's
+   event time suppresses a firing alert, else an alert a flap or threshold
+   rule matches is listed as *pending* with its state keys.
+2. ``settle``, over the pending alerts in order: the first matching **flap**
+   rule tracks the key's status (a status unlike the key's previous one is a
+   change) and holds a firing alert while more than ``changes`` changes lie
+   within ``within`` before it; else the first matching **threshold** rule
+   counts the key's firing alerts and holds a firing alert until ``count``
+   of them lie within ``within`` before it.
+
+Only ``settle`` touches state, so splitting there changes no decision; it
+pays because a short loop over the few pending alerts keeps many state
+fetches in flight (``AHEAD``), where the long per-alert loop waited for each.
+
+The main program's matches depend only on the class of each label it reads
+(``tables``), so ``decide`` remembers the first selector per stage for each
+combination of classes it meets (``memo``, indexed by the classes in mixed
+radix) and scans the clause bits only for a combination it has not seen.
+
+The kernels are compiled without numba's reference counting (``_nrt=False``:
+they allocate nothing). With it, every array a helper touches inside the
+loop was counted up and down per alert, and that cost more than the work.
 
 Why this order: drop takes out noise before it costs anything; maintenance
 comes before flap and threshold so that planned work never feeds their
@@ -44,7 +54,7 @@ State lives in two arrays: an open-addressing table from a 64-bit key (a hash
 of the rule and the fingerprint or ``key`` label values) to a record in a
 pool, and per record the largest event times seen (changes for flap,
 occurrences for threshold), sorted, at most ``changes + 1`` or ``count`` of
-them. A key costs one table slot and one record, close together in memory.
+them. A key costs one table slot and one record.
 That bounded set decides exactly: "at least k times >= t - w" holds iff the
 k-th largest time is ``>= t - w``. A kernel that runs out of room, or meets
 a label value no matcher has seen, returns the position it reached before
@@ -56,8 +66,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from correlator.rules.model import BELOW_THRESHOLD, DROPPED, FLAPPING, IN_MAINTENANCE
+from correlator.rules.model import BELOW_THRESHOLD, DROPPED, FLAPPING, IN_MAINTENANCE, PASSED
 from correlator.schema import FIRING
 
 ZERO = np.uint64(0)
@@ -65,6 +79,10 @@ ONE = np.uint64(1)
 DONE, NEED_STATE, NEED_LEARN, NEED_SPACE = 0, 1, 2, 3
 DROP_STAGE, MAINTENANCE_STAGE, FLAP_STAGE, THRESHOLD_STAGE = range(4)
 RECORD_HEADER = 4
+AHEAD = 16
+"""How many pending entries ahead ``settle`` starts fetching state."""
+UNKNOWN, MANY = -1, -2
+"""Memo marks: a combination not seen yet; one with several maintenance rules."""
 FLAP_TAG, THRESHOLD_TAG = 1 << 32, 2 << 32
 """A state record's tag: its stage's tag plus the rule's index in that stage."""
 _NONE = np.iinfo(np.int32).max
@@ -94,18 +112,27 @@ def _bit_index(low):
     return index
 
 
-@numba.njit(nogil=True, cache=True)
-def extract(ptr, keys, values, ci, key_row, ci_type_row, ci_type_ids, cols):
-    """Fill ``cols``: each row's label value id per alert (0 when absent), and ``ci_type``."""
-    for i in range(ptr.shape[0] - 1):
-        for r in range(cols.shape[0]):
-            cols[r, i] = 0
-        for j in range(ptr[i], ptr[i + 1]):
-            k = keys[j]
-            if k < key_row.shape[0] and key_row[k] >= 0:
-                cols[key_row[k], i] = values[j]
-        if ci_type_row >= 0 and ci[i] >= 0:
-            cols[ci_type_row, i] = ci_type_ids[ci[i]]
+@numba.njit(nogil=True, cache=True, inline="always")
+def _extract_one(labels, ci, i, vals):
+    """Alert ``i``'s label value ids (0 when absent) and ``ci_type`` into ``vals``."""
+    ptr, keys, values, key_row, ci_type_row, ci_type_ids = labels
+    for r in range(vals.shape[0]):
+        vals[r] = 0
+    for j in range(ptr[i], ptr[i + 1]):
+        k = keys[j]
+        if k < key_row.shape[0] and key_row[k] >= 0:
+            vals[key_row[k]] = values[j]
+    if ci_type_row >= 0 and ci[i] >= 0:
+        vals[ci_type_row] = ci_type_ids[ci[i]]
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def extract(start, labels, ci, cols, vals):
+    """Fill ``cols`` from alert ``start`` on (``labels`` as ``decide`` takes them)."""
+    for i in range(start, ci.shape[0]):
+        _extract_one(labels, ci, i, vals)
+        for r in range(vals.shape[0]):
+            cols[r, i] = vals[r]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -126,46 +153,68 @@ def collect_unseen(cols, start, seen, pend):
     return found
 
 
-@numba.njit(nogil=True, cache=True)
-def match(prog, cols, start, ptr, sel, scratch):
+@numba.njit(nogil=True, cache=True, inline="always")
+def _scan(prog, vals, scratch, hits):
+    """Put the selectors of ``prog`` that hold on an alert (its label ids in ``vals``) into
+    ``hits``, unsorted, maybe repeated; returns how many, or -1 when a value it needs has
+    no class yet. ``hits`` holds at least the program's clause count plus one.
+
+    Only the primary label is read unless the primary class has clause bits, and the AND
+    over the labels stops at the first empty word: most alerts stop early.
+    """
+    label_rows, value_class, class_bits, prim_ptr, prim_words, selector, sure_ptr, sure = prog
+    primary = value_class[0, vals[label_rows[0]]]
+    found = -1
+    if primary >= 0:
+        first = sure_ptr[primary]
+        found = sure_ptr[primary + 1] - first
+        hits[0] = sure[first]  # no branch for the usual zero or one sure selector
+        for k in range(1, found):
+            hits[k] = sure[first + k]
+        if prim_ptr[primary] < prim_ptr[primary + 1]:
+            for lab in range(1, label_rows.shape[0]):
+                cls = value_class[lab, vals[label_rows[lab]]]
+                scratch[lab] = cls
+                if cls < 0:
+                    found = -1
+        if found >= 0:
+            for k in range(prim_ptr[primary], prim_ptr[primary + 1]):
+                w = prim_words[k]
+                acc = class_bits[0, primary, w]
+                for lab in range(1, label_rows.shape[0]):
+                    acc &= class_bits[lab, scratch[lab], w]
+                    if acc == ZERO:
+                        break
+                while acc != ZERO:
+                    low = acc & (~acc + ONE)
+                    hits[found] = selector[w * 64 + _bit_index(low)]
+                    found += 1
+                    acc ^= low
+    return found
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def match(prog, cols, start, ptr, sel, buffers):
     """List the selectors that hold on each alert from ``start`` on: alert ``i``'s are
     ``sel[ptr[i]:ptr[i + 1]]``, unsorted, maybe repeated (``ptr[start]`` must be set).
-    ``sure`` has one spare element at the end.
+    ``buffers`` are ``MatchProgram.buffers()``.
 
     Returns the position reached and ``DONE``, ``NEED_LEARN`` (a value there has no class
     yet) or ``NEED_SPACE`` (``sel`` may be too small for that alert).
     """
-    label_rows, value_class, class_bits, prim_ptr, prim_words, selector, sure_ptr, sure = prog
-    n_labels = label_rows.shape[0]
+    vals, scratch, hits = buffers
     for i in range(start, cols.shape[1]):
-        for lab in range(n_labels):
-            cls = value_class[lab, cols[label_rows[lab], i]]
-            if cls < 0:
-                return i, NEED_LEARN
-            scratch[lab] = cls
-        primary = scratch[0]
         found = ptr[i]
-        first = sure_ptr[primary]
-        n_sure = sure_ptr[primary + 1] - first
-        if found + selector.shape[0] + n_sure + 1 > sel.shape[0]:
+        if found + hits.shape[0] > sel.shape[0]:
             return i, NEED_SPACE
-        sel[found] = sure[first]  # no branch for the usual zero or one sure selector
-        for k in range(1, n_sure):
-            sel[found + k] = sure[first + k]
-        found += n_sure
-        for k in range(prim_ptr[primary], prim_ptr[primary + 1]):
-            w = prim_words[k]
-            acc = class_bits[0, primary, w]
-            for lab in range(1, n_labels):
-                acc &= class_bits[lab, scratch[lab], w]
-                if acc == ZERO:
-                    break
-            while acc != ZERO:
-                low = acc & (~acc + ONE)
-                sel[found] = selector[w * 64 + _bit_index(low)]
-                found += 1
-                acc ^= low
-        ptr[i + 1] = found
+        for r in range(vals.shape[0]):
+            vals[r] = cols[r, i]
+        n_hits = _scan(prog, vals, scratch, hits)
+        if n_hits < 0:
+            return i, NEED_LEARN
+        for k in range(n_hits):
+            sel[found + k] = hits[k]
+        ptr[i + 1] = found + n_hits
     return cols.shape[1], DONE
 
 
@@ -188,45 +237,6 @@ def mask_of(ptr, sel, n, n_selectors):
         for k in range(ptr[i], ptr[i + 1]):
             mask[i, sel[k]] = True
     return mask
-
-
-@numba.njit(nogil=True, cache=True)
-def enrich(ptr, sel, ci, rule_attr, attr_rows, values, cols, added, flags):
-    """Copy the attributes of matching enrich rules (in rule order) into empty label columns;
-    ``added[i]`` gets bit ``a`` for each attribute ``a`` it supplied."""
-    for i in range(ci.shape[0]):
-        c = ci[i]
-        if c < 0 or ptr[i] == ptr[i + 1]:
-            continue
-        flags[:] = False
-        for k in range(ptr[i], ptr[i + 1]):
-            flags[sel[k]] = True
-        for r in range(rule_attr.shape[0]):
-            if not flags[r]:
-                continue
-            for a in range(rule_attr.shape[1]):
-                row = attr_rows[a]
-                if rule_attr[r, a] and values[a, c] != 0 and cols[row, i] == 0:
-                    cols[row, i] = values[a, c]
-                    added[i] |= ONE << np.uint64(a)
-
-
-@numba.njit(nogil=True, cache=True)
-def classify(ptr, sel, rule_sig, by_severity, severity, sig_row, sig_ids, cols, sig, by):
-    """The first matching classify rule's significance, else by severity; fills the
-    ``significance`` column (``sig_row``, when the rules read it)."""
-    for i in range(severity.shape[0]):
-        best = _NONE
-        for k in range(ptr[i], ptr[i + 1]):
-            best = min(best, sel[k])
-        if best < _NONE:
-            sig[i] = rule_sig[best]
-            by[i] = best
-        else:
-            sig[i] = by_severity[severity[i]]
-            by[i] = -1
-        if sig_row >= 0:
-            cols[sig_row, i] = sig_ids[sig[i]]
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -266,13 +276,15 @@ def _open(ptr, start, end, r, t):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _key(rule_hash, key_ptr, key_rows, r, fingerprint, cols, i):
-    """Alert ``i``'s state key under rule ``r``: by fingerprint, or by its key labels."""
+def _key(rule_hash, key_ptr, key_rows, r, fingerprint, vals):
+    """An alert's state key under rule ``r``: by fingerprint, or by its key labels (the
+    alert's label ids in ``vals``)."""
     if key_ptr[r] == key_ptr[r + 1]:
-        return mix(rule_hash[r] ^ fingerprint)
-    key = rule_hash[r]
-    for j in range(key_ptr[r], key_ptr[r + 1]):
-        key = mix(key ^ np.uint64(cols[key_rows[j], i]))
+        key = mix(rule_hash[r] ^ fingerprint)
+    else:
+        key = rule_hash[r]
+        for j in range(key_ptr[r], key_ptr[r + 1]):
+            key = mix(key ^ np.uint64(vals[key_rows[j]]))
     return key
 
 
@@ -286,19 +298,20 @@ def _record(table, pool, ctr, key, tag, size):
     """
     mask = table.shape[0] - 1
     s = np.int64(key & np.uint64(mask))
-    while table[s, 1] != ZERO:
-        if table[s, 0] == key:
-            return np.int64(table[s, 1]) - 1
+    while table[s, 1] != ZERO and table[s, 0] != key:
         s = (s + 1) & mask
-    offset = ctr[1]
-    ctr[0] += 1
-    ctr[1] += RECORD_HEADER + size
-    table[s, 0] = key
-    table[s, 1] = np.uint64(offset + 1)
-    pool[offset] = tag
-    pool[offset + 1] = size
-    pool[offset + 2] = 0
-    pool[offset + 3] = -1
+    if table[s, 1] != ZERO:
+        offset = np.int64(table[s, 1]) - 1
+    else:
+        offset = ctr[1]
+        ctr[0] += 1
+        ctr[1] += RECORD_HEADER + size
+        table[s, 0] = key
+        table[s, 1] = np.uint64(offset + 1)
+        pool[offset] = tag
+        pool[offset + 1] = size
+        pool[offset + 2] = 0
+        pool[offset + 3] = -1
     return offset
 
 
@@ -328,58 +341,200 @@ def _full_within(pool, offset, t, window):
     return pool[offset + 2] == pool[offset + 1] and pool[offset + RECORD_HEADER] >= t - window
 
 
-@numba.njit(nogil=True, cache=True)
-def run(
-    start, ptr, sel, ts, fingerprint, status, cols, stages, windows, flap, threshold, state, out
-):
-    """Decide alerts ``start..`` from their main-program matches, in order.
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def decide(start, alerts, labels, cols, vals, enrich, classify, main, out, pending):
+    """Extract, enrich and classify alerts ``start..``, and decide what needs no state.
 
-    ``fate`` and ``rule`` must come in as passed / -1. Returns the position reached and
-    ``DONE``, or ``NEED_STATE`` before an alert the state may have no room for.
+    ``out`` is (fate, rule, significance, classified_by, added), written for every alert
+    (``added`` only with enrich rules). A drop or maintenance rule decides here; an alert a flap or
+    threshold rule may hold is appended to ``pending`` (row, flap rule, threshold rule and
+    their state keys, ``_NONE`` / 0 for none; ``count[0]`` entries so far) for ``settle``.
+    Returns the position reached and ``DONE`` or ``NEED_LEARN`` (a value of that alert
+    has no class yet: extract and learn from there, then call again from it).
     """
+    ts, fingerprint, status, severity, ci = alerts
+    e_on, e_prog, e_scratch, e_hits, rule_attr, attr_rows, attr_values, flags = enrich
+    c_on, c_prog, c_scratch, c_hits, rule_sig, by_severity, sig_row, sig_ids = classify
+    m_prog, m_scratch, m_hits, first, memo_on, radix, memo, stages, windows, flap, threshold = main
+    m_rows, m_class = m_prog[0], m_prog[1]
     main_stage, main_base = stages
     mw_ptr, mw_start, mw_end = windows
-    f_hash, f_size, f_within, f_key_ptr, f_key_rows = flap
-    t_hash, t_size, t_within, t_key_ptr, t_key_rows = threshold
+    f_hash, _, _, f_key_ptr, f_key_rows = flap
+    t_hash, _, _, t_key_ptr, t_key_rows = threshold
+    fate, rule, sig, by, added = out
+    p_row, p_flap, p_thr, p_fkey, p_tkey, count = pending
+    for i in range(start, ts.shape[0]):
+        _extract_one(labels, ci, i, vals)
+        c = ci[i]
+        if e_on and c >= 0:
+            added[i] = ZERO
+            n_hits = _scan(e_prog, vals, e_scratch, e_hits)
+            if n_hits < 0:
+                return i, NEED_LEARN
+            for k in range(n_hits):
+                flags[e_hits[k]] = True
+            for r in range(rule_attr.shape[0]):
+                if flags[r]:
+                    flags[r] = False
+                    for a in range(rule_attr.shape[1]):
+                        row = attr_rows[a]
+                        if rule_attr[r, a] and attr_values[a, c] != 0 and vals[row] == 0:
+                            vals[row] = attr_values[a, c]
+                            added[i] |= ONE << np.uint64(a)
+        best = _NONE
+        if c_on:
+            n_hits = _scan(c_prog, vals, c_scratch, c_hits)
+            if n_hits < 0:
+                return i, NEED_LEARN
+            for k in range(n_hits):
+                best = min(best, c_hits[k])
+        if best < _NONE:
+            sig[i] = rule_sig[best]
+            by[i] = best
+        else:
+            sig[i] = by_severity[severity[i]]
+            by[i] = -1
+        if sig_row >= 0:
+            vals[sig_row] = sig_ids[sig[i]]
+        combo = 0
+        if memo_on:
+            bad = False
+            for lab in range(m_rows.shape[0]):
+                cls = m_class[lab, vals[m_rows[lab]]]
+                bad |= cls < 0
+                combo = combo * radix[lab] + cls
+            if bad:
+                return i, NEED_LEARN
+        n_hits = -1
+        known = memo_on and memo[combo, DROP_STAGE] != UNKNOWN
+        if known and memo[combo, MAINTENANCE_STAGE] != MANY:
+            for k in range(4):
+                first[k] = memo[combo, k]
+        else:
+            n_hits = _scan(m_prog, vals, m_scratch, m_hits)
+            if n_hits < 0:
+                return i, NEED_LEARN
+            for k in range(4):
+                first[k] = _NONE
+            maintenance = 0
+            for k in range(n_hits):
+                stage = main_stage[m_hits[k]]
+                first[stage] = min(first[stage], m_hits[k])
+                maintenance += stage == MAINTENANCE_STAGE
+            if memo_on:
+                for k in range(4):
+                    memo[combo, k] = first[k]
+                if maintenance > 1:
+                    memo[combo, MAINTENANCE_STAGE] = MANY
+        for r in range(vals.shape[0]):
+            cols[r, i] = vals[r]
+        firing = status[i] == FIRING
+        b_drop = first[DROP_STAGE] - main_base[DROP_STAGE]
+        b_flap = first[FLAP_STAGE] - main_base[FLAP_STAGE]
+        b_thr = first[THRESHOLD_STAGE] - main_base[THRESHOLD_STAGE]
+        b_maint = _NONE
+        if first[MAINTENANCE_STAGE] < _NONE and firing:
+            if n_hits < 0:  # from the memo: its only maintenance rule
+                m_hits[0] = first[MAINTENANCE_STAGE]
+                n_hits = 1
+            for k in range(n_hits):
+                loc = m_hits[k] - main_base[MAINTENANCE_STAGE]
+                candidate = main_stage[m_hits[k]] == MAINTENANCE_STAGE and loc < b_maint
+                if candidate and _open(mw_ptr, mw_start, mw_end, loc, ts[i]):
+                    b_maint = loc
+        fate[i] = PASSED
+        rule[i] = -1
+        if first[DROP_STAGE] < _NONE:
+            fate[i] = DROPPED
+            rule[i] = b_drop
+        elif b_maint < _NONE:
+            fate[i] = IN_MAINTENANCE
+            rule[i] = b_maint
+        elif first[FLAP_STAGE] < _NONE or (first[THRESHOLD_STAGE] < _NONE and firing):
+            at = count[0]
+            count[0] = at + 1
+            p_row[at] = i
+            p_flap[at] = _NONE
+            p_thr[at] = _NONE
+            p_fkey[at] = ZERO
+            p_tkey[at] = ZERO
+            if first[FLAP_STAGE] < _NONE:
+                p_flap[at] = b_flap
+                p_fkey[at] = _key(f_hash, f_key_ptr, f_key_rows, b_flap, fingerprint[i], vals)
+            if first[THRESHOLD_STAGE] < _NONE:
+                p_thr[at] = b_thr
+                p_tkey[at] = _key(t_hash, t_key_ptr, t_key_rows, b_thr, fingerprint[i], vals)
+    return ts.shape[0], DONE
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the CPU to start loading element ``index`` (counted flat) of a C-contiguous
+    ``array``; numba has no prefetch of its own."""
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        data = context.make_array(array_type)(context, builder, args[0]).data
+        width = context.get_abi_sizeof(context.get_data_type(array_type.dtype))
+        offset = builder.mul(args[1], ir.Constant(args[1].type, width))
+        address = builder.gep(builder.bitcast(data, ir.IntType(8).as_pointer()), [offset])
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        # read, high temporal locality, data cache
+        builder.call(function, [address, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _slot(table, key):
+    """The first slot ``key`` probes in ``table``."""
+    return np.int64(key & np.uint64(table.shape[0] - 1))
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def settle(start, pending, ts, status, flap, threshold, state, out):
+    """Run the flap and threshold stages for ``pending`` entries ``start..``, in order.
+
+    An entry's first key is fetched from memory ``AHEAD`` entries early and its record
+    half that: entries rarely share a key, and waiting for each in turn was most of the
+    stage's time. Returns the position reached and ``DONE``, or ``NEED_STATE`` before an
+    entry the state may have no room for.
+    """
+    p_row, p_flap, p_thr, p_fkey, p_tkey, count = pending
+    _, f_size, f_within, _, _ = flap
+    _, t_size, t_within, _, _ = threshold
     table, pool, ctr = state
     fate, rule = out
+    n = count[0]
     room = RECORD_HEADER
     for k in range(f_size.shape[0]):
         room = max(room, RECORD_HEADER + f_size[k])
     for k in range(t_size.shape[0]):
         room = max(room, RECORD_HEADER + t_size[k])
-    for i in range(start, ts.shape[0]):
-        if ptr[i] == ptr[i + 1]:
-            continue
+    for j in range(start, n):
         if 2 * (ctr[0] + 2) > table.shape[0] or ctr[1] + 2 * room > pool.shape[0]:
-            return i, NEED_STATE
+            return j, NEED_STATE
+        if j + AHEAD < n:
+            ahead = p_fkey[j + AHEAD] if p_flap[j + AHEAD] < _NONE else p_tkey[j + AHEAD]
+            _prefetch(table, 2 * _slot(table, ahead))
+        if j + AHEAD // 2 < n:
+            m = j + AHEAD // 2
+            near = p_fkey[m] if p_flap[m] < _NONE else p_tkey[m]
+            s = _slot(table, near)
+            if table[s, 0] == near:
+                _prefetch(pool, np.int64(table[s, 1]) - 1)
+        i = p_row[j]
         t = ts[i]
         firing = status[i] == FIRING
-        b_drop = b_maint = b_flap = b_thr = _NONE
-        for k in range(ptr[i], ptr[i + 1]):
-            stage = main_stage[sel[k]]
-            loc = sel[k] - main_base[stage]
-            if stage == DROP_STAGE:
-                b_drop = min(b_drop, loc)
-            elif stage == MAINTENANCE_STAGE:
-                if loc < b_maint and firing and _open(mw_ptr, mw_start, mw_end, loc, t):
-                    b_maint = loc
-            elif stage == FLAP_STAGE:
-                b_flap = min(b_flap, loc)
-            else:
-                b_thr = min(b_thr, loc)
-        if b_drop < _NONE:
-            fate[i] = DROPPED
-            rule[i] = b_drop
-            continue
-        if b_maint < _NONE:
-            fate[i] = IN_MAINTENANCE
-            rule[i] = b_maint
-            continue
-        if b_flap < _NONE:
-            f = b_flap
-            key = _key(f_hash, f_key_ptr, f_key_rows, f, fingerprint[i], cols, i)
-            at = _record(table, pool, ctr, key, FLAP_TAG + f, f_size[f])
+        f = p_flap[j]
+        if f < _NONE:
+            at = _record(table, pool, ctr, p_fkey[j], FLAP_TAG + f, f_size[f])
             previous = pool[at + 3]
             pool[at + 3] = status[i]
             if previous >= 0 and previous != status[i]:
@@ -388,15 +543,14 @@ def run(
                 fate[i] = FLAPPING
                 rule[i] = f
                 continue
-        if b_thr < _NONE and firing:
-            r = b_thr
-            key = _key(t_hash, t_key_ptr, t_key_rows, r, fingerprint[i], cols, i)
-            at = _record(table, pool, ctr, key, THRESHOLD_TAG + r, t_size[r])
+        r = p_thr[j]
+        if r < _NONE and firing:
+            at = _record(table, pool, ctr, p_tkey[j], THRESHOLD_TAG + r, t_size[r])
             _add_time(pool, at, t)
             if not _full_within(pool, at, t, t_within[r]):
                 fate[i] = BELOW_THRESHOLD
                 rule[i] = r
-    return ts.shape[0], DONE
+    return n, DONE
 
 
 @numba.njit(nogil=True, cache=True)

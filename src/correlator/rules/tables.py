@@ -131,20 +131,22 @@ class LabelSpace:
             for program in self._programs:
                 program.learn(row, ids, strings)
 
-    def columns(self, batch: AlertBatch) -> LabelColumns:
-        """The batch's column matrix (values are learned lazily: see ``learn_unseen``)."""
+    def labels(self, batch: AlertBatch) -> tuple[object, ...]:
+        """What the kernels read to fill a batch's columns (``kernel.extract``, ``decide``)."""
         self.reserve()
-        cols = np.empty((len(self.names), len(batch)), dtype=np.int32)
-        kernel.extract(
+        return (
             batch.label_ptr,
             batch.label_key,
             batch.label_value,
-            batch.ci,
             self._key_row,
             self.ci_type_row,
             self.ci_type_ids,
-            cols,
         )
+
+    def columns(self, batch: AlertBatch) -> LabelColumns:
+        """The batch's column matrix (values are learned lazily: see ``learn_unseen``)."""
+        cols = np.empty((len(self.names), len(batch)), dtype=np.int32)
+        kernel.extract(0, self.labels(batch), batch.ci, cols, np.zeros(len(cols), dtype=np.int32))
         return LabelColumns(self.names, cols)
 
     def learn_unseen(self, cols: np.ndarray, start: int = 0) -> None:
@@ -252,6 +254,19 @@ class MatchProgram:
             self._sure_sel,
         )
 
+    def class_counts(self) -> tuple[int, ...]:
+        """How many classes each label the program reads has now (primary first)."""
+        return tuple(len(signatures) for signatures in self._signatures)
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-alert scratch for ``kernel._scan``: an alert's column of label ids, one class
+        per label the program reads, and room for every selector that can hold on it."""
+        return (
+            np.zeros(len(self._space.names), dtype=np.int32),
+            np.zeros(len(self.label_rows), dtype=np.int64),
+            np.zeros(self.n_clauses + 1, dtype=np.int32),
+        )
+
     def grow(self, capacity: int) -> None:
         """Cover string ids below ``capacity`` (new ids are not evaluated yet)."""
         old = self.value_class.shape[1]
@@ -296,29 +311,25 @@ class MatchProgram:
             self._sure_ptr = np.append(self._sure_ptr, end + len(held))
         return cls
 
-    def matches(
-        self, columns: LabelColumns, ptr: np.ndarray | None = None, sel: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def matches(self, columns: LabelColumns) -> tuple[np.ndarray, np.ndarray]:
         """Per alert, the selectors that hold: alert ``i``'s are ``sel[ptr[i]:ptr[i + 1]]``.
 
-        Values not seen before are evaluated on the way. ``ptr`` (at least n + 1 long) and
-        ``sel`` may be passed in for reuse; the ``sel`` returned may be a larger one.
+        Values not seen before are evaluated on the way.
         """
         cols = columns.values
         n = cols.shape[1]
-        ptr = np.zeros(n + 1, dtype=np.int64) if ptr is None else ptr
-        sel = np.zeros(max(1024, n), dtype=np.int32) if sel is None else sel
-        scratch = np.zeros(len(self.label_rows), dtype=np.int64)
-        ptr[0] = 0
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        sel = np.zeros(max(1024, n), dtype=np.int32)
+        buffers = self.buffers()
         position = 0
         while True:
-            position, need = kernel.match(self.arrays, cols, position, ptr, sel, scratch)
+            position, need = kernel.match(self.arrays, cols, position, ptr, sel, buffers)
             if need == kernel.DONE:
                 return ptr, sel
             if need == kernel.NEED_LEARN:
                 self._space.learn_unseen(cols, position)
             else:
-                grown = np.zeros(2 * len(sel) + self.n_clauses, dtype=np.int32)
+                grown = np.zeros(2 * len(sel) + self.n_clauses + 1, dtype=np.int32)
                 grown[: ptr[position]] = sel[: ptr[position]]
                 sel = grown
 
