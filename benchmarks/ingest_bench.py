@@ -420,6 +420,11 @@ class Result:
     def rate(self) -> float:
         return self.alerts / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def cpu_per_alert(self) -> float:
+        """Daemon CPU microseconds per alert: what a busy machine distorts least."""
+        return 1e6 * self.cpu / self.alerts if self.alerts else 0.0
+
 
 def _own_cpu() -> float:
     """User plus system CPU seconds of this (the sending) process so far."""
@@ -807,7 +812,8 @@ def main() -> int:
             print(
                 f"  {mode}: {_fmt_rate(result.rate)} alerts/s "
                 f"({result.alerts:,} in {result.seconds:.2f} s; CPU: daemon "
-                f"{result.cpu / result.seconds:.2f} cores, sender "
+                f"{result.cpu / result.seconds:.2f} cores, {result.cpu_per_alert:.2f} us/alert; "
+                "sender "
                 f"{result.sender_cpu / result.seconds:.2f})",
                 file=sys.stderr,
             )
@@ -824,7 +830,10 @@ def main() -> int:
         f"correlator ingest benchmark: {os.cpu_count()} cores, daemon in its own process, "
         f"event log {'off' if args.no_event_log else 'on'}"
     )
-    header = f"{'mode':<36} {'measured':>14} {'target':>16}  {'':4}  {'CPU':>5} {'peak RSS':>9}"
+    header = (
+        f"{'mode':<36} {'measured':>14} {'target':>16}  {'':4}  {'CPU':>5} {'us/alert':>8}"
+        f" {'peak RSS':>9}"
+    )
     print(header)
     print("-" * len(header))
     for result in results:
@@ -834,7 +843,8 @@ def main() -> int:
         print(
             f"{label:<36} {_fmt_rate(result.rate) + ' /s':>14} "
             f"{'>= ' + _fmt_rate(target) + ' /s':>16}  {ok:<4}  "
-            f"{result.cpu / result.seconds:>5.2f} {result.peak_rss:>5,.0f} MiB{note}"
+            f"{result.cpu / result.seconds:>5.2f} {result.cpu_per_alert:>8.2f}"
+            f" {result.peak_rss:>5,.0f} MiB{note}"
         )
     if latency is not None:
         for q in (50, 99):
@@ -846,7 +856,8 @@ def main() -> int:
             label = f"latency p{q} at {latency.offered:,.0f} alerts/s"
             extra = ""
             if q == 99:
-                extra = f"  {latency.cpu / latency.seconds:>5.2f} {latency.peak_rss:>5,.0f} MiB"
+                cores = latency.cpu / latency.seconds
+                extra = f"  {cores:>5.2f} {'':>8} {latency.peak_rss:>5,.0f} MiB"
             print(f"{label:<36} {value:>11.1f} ms {target_text:>16}  {ok:<4}{extra}")
         lost = latency.probes - len(latency.seen)
         if lost:
@@ -854,7 +865,8 @@ def main() -> int:
     print(f"{'daemon peak RSS, whole run':<36} {peak_rss:>10,.0f} MiB")
     print(f"{'rejected rows':<36} {rejected:>14,}")
     print(
-        "CPU: cores the daemon used in the mode (user + system, all its processes and threads); "
+        "CPU: cores the daemon used in the mode (user + system, all its processes and threads), "
+        "and its CPU microseconds per alert; "
         "peak RSS: their VmHWM summed, reset at each mode's start to the RSS they then had"
     )
     print(f"machine before: {pressure_before}; after: {cpu_pressure()}")

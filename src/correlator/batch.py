@@ -217,7 +217,6 @@ class Normalizer:
         self._severity_lut = np.zeros(0, dtype=np.int8)
         self._ci_lut = np.zeros(0, dtype=np.int32)
         self._name_ok = np.zeros(0, dtype=np.bool_)
-        self._name_rank = np.zeros(0, dtype=np.int64)
 
     def _extend_tables(self) -> None:
         start = len(self._ci_lut)
@@ -241,11 +240,11 @@ class Normalizer:
             ]
         )
 
-    def _labels(self, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def intern_labels(self, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A label-map column as CSR: per-alert offsets, name ids and value ids.
 
-        As a side effect, the name ranks the fingerprint needs are brought up
-        to date with every label name seen in the column.
+        Every distinct string is interned; the name ranks the fingerprint
+        needs are brought up to date with every label name in the column.
         """
         ptr_parts = [np.zeros(1, dtype=np.int64)]
         key_parts = []
@@ -263,7 +262,7 @@ class Normalizer:
             value_parts.append(self.vocab.intern_arrow(chunk.items.slice(lo, hi - lo))[0])
             ptr_parts.append(offsets[1:] - lo + base)
             base += hi - lo
-        self._name_rank = self.vocab.name_rank(np.concatenate(names))
+        self.vocab.name_rank(np.concatenate(names))
         empty = np.zeros(0, dtype=np.int32)
         return (
             np.concatenate(ptr_parts),
@@ -280,8 +279,28 @@ class Normalizer:
         (ns) stamps every row's event time, as the live daemon does on arrival;
         without it the rows' own ``receivedAt`` or ``startsAt``/``endsAt`` decide.
         """
+        ptr, keys, values = self.intern_labels(table.column("labels"))
+        return self.normalize_interned(table, ptr, keys, values, rows, received_at=received_at)
+
+    def normalize_interned(
+        self,
+        table: pa.Table,
+        ptr: np.ndarray,
+        keys: np.ndarray,
+        values: np.ndarray,
+        rows: np.ndarray,
+        *,
+        received_at: int | None = None,
+    ) -> tuple[AlertBatch, list[Reject]]:
+        """``normalize`` for a table whose labels are already vocabulary ids.
+
+        ``ptr``/``keys``/``values`` are the labels in CSR form (as
+        ``intern_labels`` gives them); ``table``'s own labels column, if any,
+        is not read. This is how the daemon skips interning: its decode
+        stream ships label ids (``correlator.daemon.wire``).
+        """
         n = table.num_rows
-        ptr, keys, values = self._labels(table.column("labels"))
+        name_rank = self.vocab.name_rank(keys)
         self._extend_tables()
 
         alertname, severity, ci, ci_label, check = _label_fields(
@@ -337,10 +356,11 @@ class Normalizer:
         rejects = [Reject(int(rows[i]), _NORMALIZE_REJECTS[reason[i] - 1]) for i in bad]
 
         string_bytes, string_offsets = self.vocab.byte_buffer()
-        rank = self._name_rank
         batch = AlertBatch(
             ts=ts.astype(np.int64),
-            fingerprint=fingerprint_columns(ptr, keys, values, rank, string_bytes, string_offsets),
+            fingerprint=fingerprint_columns(
+                ptr, keys, values, name_rank, string_bytes, string_offsets
+            ),
             ci=ci,
             ci_label=ci_label,
             alertname=alertname,

@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
+from operator import attrgetter
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +35,7 @@ _NULL_US = pa.scalar(None, pa.timestamp("us", tz="UTC"))
 _MAX_SECONDS = (2**63 - 1) / 1e9  # int64 nanoseconds end in April 2262
 
 
-class _Alert(msgspec.Struct):
+class _Alert(msgspec.Struct, gc=False):
     labels: dict[str, str]
     annotations: dict[str, str] | None = None
     startsAt: datetime | None = None
@@ -42,9 +45,23 @@ class _Alert(msgspec.Struct):
     status: str | None = None
 
 
+class _TextTimesAlert(msgspec.Struct, gc=False):
+    """``_Alert`` with its times left as text, for Arrow to parse a whole column at once."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str] | None = None
+    startsAt: str | None = None
+    endsAt: str | None = None
+    generatorURL: str | None = None
+    receivedAt: str | None = None
+    status: str | None = None
+
+
 _ONE = msgspec.json.Decoder(_Alert)
 _MANY = msgspec.json.Decoder(list[_Alert])
+_MANY_TEXT_TIMES = msgspec.json.Decoder(list[_TextTimesAlert])
 _RAW_MANY = msgspec.json.Decoder(list[msgspec.Raw])
+_US_UTC = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -97,34 +114,254 @@ def _timestamp_column(values: list[datetime | None]) -> pa.Array:
     """
     if values.count(None) == len(values):
         return pa.nulls(len(values), TIMESTAMP)
-    us = pa.array(values, type=pa.timestamp("us", tz="UTC"))
+    return _us_to_ns(pa.array(values, type=_US_UTC))
+
+
+def _text_timestamp_column(values: list[str | None]) -> pa.Array | None:
+    """RFC 3339 texts to ns timestamps as ``_timestamp_column`` makes them from datetimes.
+
+    The texts are parsed by one compiled loop over their bytes. None when a
+    text is not in the plain form that loop reads (``_parse_rfc3339``) or
+    is out of range: the caller then decodes the datetimes with msgspec.
+    """
+    if values.count(None) == len(values):
+        return pa.nulls(len(values), TIMESTAMP)
+    text = pa.array(values, pa.string())
+    if not isinstance(text, pa.StringArray):  # chunked: past 2 GiB of text
+        return None
+    validity, offsets, data = text.buffers()
+    present = (
+        np.ones(len(text), dtype=np.bool_)
+        if validity is None
+        else np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[
+            : len(text)
+        ].astype(np.bool_)
+    )
+    us = np.zeros(len(text), dtype=np.int64)
+    ok = _parse_rfc3339(
+        np.frombuffer(offsets, dtype=np.int32, count=len(text) + 1),
+        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
+        present,
+        us,
+    )
+    # As ``_us_to_ns`` does, in numpy: before 1678 is unset, after 2262 is left to msgspec.
+    if not ok or bool(np.any(us > _NS_MAX_US)):
+        return None
+    present &= us > _NS_MIN_US
+    return pa.array(us * 1000, type=pa.int64(), mask=~present).view(TIMESTAMP)
+
+
+_NS_MIN_US = -(2**63 - 1) // 1000  # the microseconds int64 nanoseconds hold
+_NS_MAX_US = (2**63 - 1) // 1000
+_YEAR_1_US = -62135596800 * 10**6  # 0001-01-01T00:00:00Z, Python's first datetime
+_YEAR_10000_US = 253402300800 * 10**6  # just past its last
+
+
+@numba.njit(nogil=True, cache=True)
+def _digits(data, start, count):
+    """The number written in ``count`` ASCII digits from ``start``, or -1."""
+    value = 0
+    for k in range(start, start + count):
+        d = data[k] - 48
+        if d < 0 or d > 9:
+            return -1
+        value = value * 10 + d
+    return value
+
+
+@numba.njit(nogil=True, cache=True)
+def _days_from_civil(year, month, day):
+    """Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm)."""
+    y = year - 1 if month <= 2 else year
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = month - 3 if month > 2 else month + 9
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@numba.njit(nogil=True, cache=True)
+def _parse_rfc3339(offsets, data, present, out):
+    """Parse ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)`` texts into UTC microseconds.
+
+    The plain form Prometheus and Alertmanager write, on which msgspec's
+    parser gives the same instant: a valid calendar date and time, an
+    offset below 24 h, six fractional digits at most (msgspec rounds any
+    beyond, so those are left to it), the instant within Python's years
+    1 to 9999. False at the first text that is not so.
+    """
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+    for i in range(out.shape[0]):
+        if not present[i]:
+            continue
+        s = offsets[i]
+        n = offsets[i + 1] - s
+        if n < 20:
+            return False
+        if data[s + 4] != 45 or data[s + 7] != 45 or data[s + 10] != 84:  # - - T
+            return False
+        if data[s + 13] != 58 or data[s + 16] != 58:  # : :
+            return False
+        year = _digits(data, s, 4)
+        month = _digits(data, s + 5, 2)
+        day = _digits(data, s + 8, 2)
+        hour = _digits(data, s + 11, 2)
+        minute = _digits(data, s + 14, 2)
+        second = _digits(data, s + 17, 2)
+        if year < 1 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23:
+            return False
+        if minute < 0 or minute > 59 or second < 0 or second > 59:
+            return False
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        if day > month_days[month - 1] + (1 if month == 2 and leap else 0):
+            return False
+        p = 19
+        fraction = 0
+        if data[s + p] == 46:  # .
+            p += 1
+            first = p
+            while p < n and 48 <= data[s + p] <= 57:
+                p += 1
+            count = p - first
+            if count < 1 or count > 6:
+                return False
+            fraction = _digits(data, s + first, count) * 10 ** (6 - count)
+        offset = 0
+        if p + 1 == n and data[s + p] == 90:  # Z
+            offset = 0
+        elif p + 6 == n and (data[s + p] == 43 or data[s + p] == 45) and data[s + p + 3] == 58:
+            offset_hours = _digits(data, s + p + 1, 2)
+            offset_minutes = _digits(data, s + p + 4, 2)
+            if offset_hours < 0 or offset_hours > 23 or offset_minutes < 0 or offset_minutes > 59:
+                return False
+            offset = offset_hours * 60 + offset_minutes
+            if data[s + p] == 45:
+                offset = -offset
+        else:
+            return False
+        seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
+        us = (seconds + second - offset * 60) * 1_000_000 + fraction
+        if us < _YEAR_1_US or us >= _YEAR_10000_US:
+            return False
+        out[i] = us
+    return True
+
+
+def _us_to_ns(us: pa.Array) -> pa.Array:
+    """Microsecond UTC times as ns; the zero time (and whatever else ns cannot hold
+    before 1678) becomes null, a time after 2262 raises ``pa.ArrowInvalid``."""
     raw = pc.cast(us, pa.int64())
     representable = pc.greater(raw, _US_MIN)
     return pc.cast(pc.if_else(representable, us, _NULL_US), TIMESTAMP)
 
 
 def _map_column(maps: list[dict[str, str] | None]) -> pa.MapArray:
-    sizes = np.fromiter((len(m) if m else 0 for m in maps), dtype=np.int32, count=len(maps))
+    """String maps (None for an absent one, read as empty) as a map column.
+
+    Every step iterates in C (``map``, ``filter``, ``chain``); only a
+    column with absent maps sizes them in a Python generator.
+    """
+    present = list(filter(None, maps))
+    if len(present) == len(maps):
+        sizes = np.fromiter(map(len, maps), dtype=np.int32, count=len(maps))
+    else:
+        sizes = np.fromiter((len(m) if m else 0 for m in maps), dtype=np.int32, count=len(maps))
     offsets = np.zeros(len(maps) + 1, dtype=np.int32)
     np.cumsum(sizes, out=offsets[1:])
-    keys = pa.array(list(chain.from_iterable(m for m in maps if m)), pa.string())
-    values = pa.array(list(chain.from_iterable(m.values() for m in maps if m)), pa.string())
+    keys = pa.array(list(chain.from_iterable(present)), pa.string())
+    values = pa.array(list(chain.from_iterable(map(dict.values, present))), pa.string())
     return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=LABELS)
 
 
-def table_from_alerts(alerts: list[_Alert]) -> pa.Table:
-    """Decoded JSON alerts as one canonical table (built column by column)."""
+class LabelEncoder(Protocol):
+    """How a decoder builds the ``labels`` column; ``STRING_LABELS`` (the default) keeps strings.
+
+    Decoders hand every accepted alert's labels to ``from_dicts`` (JSON) or
+    their conformed table to ``from_table`` (Arrow), and build their tables
+    in ``schema``: ``ALERT_SCHEMA`` with the labels column as the encoder
+    makes it. The daemon's ZeroMQ intake plugs in integer ids here
+    (``correlator.daemon.wire.LabelCoder``), so the decode process never
+    builds the label strings the correlation loop would only intern again.
+    """
+
+    schema: pa.Schema
+
+    def from_dicts(self, maps: list[dict[str, str]]) -> pa.Array:
+        """The labels column of alerts whose labels are ``maps``."""
+        ...
+
+    def from_table(self, table: pa.Table) -> pa.Table:
+        """A conformed table (``conform``) in ``schema``; may raise ``pa.ArrowException``."""
+        ...
+
+
+class _StringLabels:
+    """Labels as Arrow string maps: the canonical schema, unchanged."""
+
+    schema = ALERT_SCHEMA
+
+    def from_dicts(self, maps: list[dict[str, str]]) -> pa.Array:
+        return _map_column(maps)
+
+    def from_table(self, table: pa.Table) -> pa.Table:
+        return table
+
+
+STRING_LABELS: LabelEncoder = _StringLabels()
+_LABELS_OF = attrgetter("labels")
+_ANNOTATIONS_OF = attrgetter("annotations")
+_STARTS_OF = attrgetter("startsAt")
+_ENDS_OF = attrgetter("endsAt")
+_URL_OF = attrgetter("generatorURL")
+_RECEIVED_OF = attrgetter("receivedAt")
+_STATUS_OF = attrgetter("status")
+
+
+def table_from_alerts(alerts: list[_Alert], labels: LabelEncoder = STRING_LABELS) -> pa.Table:
+    """Decoded JSON alerts as one table in ``labels.schema`` (built column by column)."""
     return pa.Table.from_arrays(
         [
-            _map_column([a.labels for a in alerts]),
-            _map_column([a.annotations for a in alerts]),
-            _timestamp_column([a.startsAt for a in alerts]),
-            _timestamp_column([a.endsAt for a in alerts]),
-            pa.array([a.generatorURL for a in alerts], pa.string()),
-            _timestamp_column([a.receivedAt for a in alerts]),
-            pa.array([a.status for a in alerts], pa.string()),
+            labels.from_dicts(list(map(_LABELS_OF, alerts))),
+            _map_column(list(map(_ANNOTATIONS_OF, alerts))),
+            _timestamp_column(list(map(_STARTS_OF, alerts))),
+            _timestamp_column(list(map(_ENDS_OF, alerts))),
+            pa.array(list(map(_URL_OF, alerts)), pa.string()),
+            _timestamp_column(list(map(_RECEIVED_OF, alerts))),
+            pa.array(list(map(_STATUS_OF, alerts)), pa.string()),
         ],
-        schema=ALERT_SCHEMA,
+        schema=labels.schema,
+    )
+
+
+def _table_with_text_times(payload: bytes, labels: LabelEncoder) -> pa.Table | None:
+    """A clean JSON array whose times Arrow parses (a column at a time), as a table.
+
+    Turning a datetime object into an Arrow time costs more than parsing the
+    text; and msgspec need not build the objects. None when anything is
+    off: the caller decodes the exact way.
+    """
+    try:
+        alerts = _MANY_TEXT_TIMES.decode(payload)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return None
+    times = []
+    for of in (_STARTS_OF, _ENDS_OF, _RECEIVED_OF):
+        column = _text_timestamp_column(list(map(of, alerts)))
+        if column is None:
+            return None
+        times.append(column)
+    return pa.Table.from_arrays(
+        [
+            labels.from_dicts(list(map(_LABELS_OF, alerts))),
+            _map_column(list(map(_ANNOTATIONS_OF, alerts))),
+            times[0],
+            times[1],
+            pa.array(list(map(_URL_OF, alerts)), pa.string()),
+            times[2],
+            pa.array(list(map(_STATUS_OF, alerts)), pa.string()),
+        ],
+        schema=labels.schema,
     )
 
 
@@ -147,7 +384,9 @@ def _too_late(alert: _Alert) -> str | None:
     return None
 
 
-def _decode_rows(raws: list[bytes], row_offset: int, max_row_bytes: int) -> Decoded:
+def _decode_rows(
+    raws: list[bytes], row_offset: int, max_row_bytes: int, labels: LabelEncoder
+) -> Decoded:
     good: list[_Alert] = []
     index: list[int] = []
     rejects: list[Reject] = []
@@ -168,19 +407,30 @@ def _decode_rows(raws: list[bytes], row_offset: int, max_row_bytes: int) -> Deco
         index.append(i)
     # Building a table costs about half a millisecond even when empty; bad input
     # comes one rejected message at a time, so it must not pay that.
-    table = table_from_alerts(good) if good else empty_table()
+    table = table_from_alerts(good, labels) if good else empty_table()
     return Decoded(table, rejects, len(raws), np.array(index, dtype=np.int64))
 
 
 def decode_json(
-    payload: bytes, *, row_offset: int = 0, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+    payload: bytes,
+    *,
+    row_offset: int = 0,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+    labels: LabelEncoder = STRING_LABELS,
 ) -> Decoded:
-    """One JSON alert or a JSON array of alerts.
+    """One JSON alert or a JSON array of alerts, the labels built by ``labels``.
 
     The whole body is decoded in one call when it is clean; only a body with a
     bad row is taken apart row by row, so the good rows still go through.
     """
     if payload.lstrip()[:1] == b"[":
+        if len(payload) <= max_row_bytes:
+            try:
+                table = _table_with_text_times(payload, labels)
+            except pa.ArrowInvalid:  # a time out of range: found row by row below
+                table = None
+            if table is not None:
+                return Decoded.clean(table, row_offset)
         try:
             alerts = _MANY.decode(payload)
         except (msgspec.MsgspecError, UnicodeDecodeError):
@@ -190,15 +440,15 @@ def decode_json(
                 len(raw) <= max_row_bytes for raw in _RAW_MANY.decode(payload)
             ):
                 try:
-                    return Decoded.clean(table_from_alerts(alerts), row_offset)
+                    return Decoded.clean(table_from_alerts(alerts, labels), row_offset)
                 except pa.ArrowInvalid:  # a time out of range: found row by row below
                     pass
         try:
             raws = [bytes(r) for r in _RAW_MANY.decode(payload)]
         except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             return Decoded.refused([Reject(row_offset, _reason(exc), str(exc), payload)])
-        return _decode_rows(raws, row_offset, max_row_bytes)
-    return _decode_rows([payload], row_offset, max_row_bytes)
+        return _decode_rows(raws, row_offset, max_row_bytes, labels)
+    return _decode_rows([payload], row_offset, max_row_bytes, labels)
 
 
 def decode_json_lines(
@@ -219,7 +469,7 @@ def decode_json_lines(
                     return Decoded.clean(table_from_alerts(alerts), row_offset)
                 except pa.ArrowInvalid:  # a time out of range: found row by row below
                     pass
-    return _decode_rows(lines, row_offset, max_row_bytes)
+    return _decode_rows(lines, row_offset, max_row_bytes, STRING_LABELS)
 
 
 def conform(table: pa.Table, *, row_offset: int = 0) -> Decoded:
@@ -287,13 +537,23 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None) -> pa.Ta
     return pq.read_table(path, columns=columns, read_dictionary=_PARQUET_DICTIONARIES)
 
 
-def decode_arrow_stream(payload: bytes, *, row_offset: int = 0) -> Decoded:
-    """An Arrow IPC stream; an unreadable stream is one rejected row."""
+def decode_arrow_stream(
+    payload: bytes, *, row_offset: int = 0, labels: LabelEncoder = STRING_LABELS
+) -> Decoded:
+    """An Arrow IPC stream, labels built by ``labels``; an unreadable stream is one rejected row."""
     try:
         table = pa.ipc.open_stream(payload).read_all()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         return Decoded.refused([Reject(row_offset, "bad_arrow", str(exc), payload)])
-    return conform(table, row_offset=row_offset)
+    decoded = conform(table, row_offset=row_offset)
+    if labels is STRING_LABELS or decoded.table.num_rows == 0:
+        return decoded
+    try:
+        return Decoded.clean(labels.from_table(decoded.table), row_offset)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        detail = f"columns cannot be read as alerts: {exc}"
+        n = decoded.table.num_rows
+        return Decoded.refused([Reject(row_offset + i, "bad_arrow", detail) for i in range(n)])
 
 
 def read_recording(path: str | Path, *, columns: list[str] | None = None) -> Decoded:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from correlator.schema import LABELS
 
 
 class Vocabulary:
@@ -21,12 +24,14 @@ class Vocabulary:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {"": 0}
         self._strings: list[str] = [""]
-        self._chunks: list[bytes] = []
-        self._offsets: list[int] = [0, 0]
+        self._chunks: list[bytes] = []  # UTF-8 of the strings not yet in the buffer
+        # The buffer and offsets grow by doubling, so adding strings costs what they add,
+        # not a copy of every string known; ``byte_buffer`` hands out the filled prefixes.
         self._bytes = np.zeros(0, dtype=np.uint8)
         self._bytes_offsets = np.zeros(2, dtype=np.int64)
         self._flushed = 1
         self._label_names: set[int] = set()
+        self._is_name = np.zeros(0, dtype=np.bool_)
         self._name_rank = np.zeros(1, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -47,9 +52,7 @@ class Vocabulary:
         new_id = len(self._strings)
         self._ids[text] = new_id
         self._strings.append(text)
-        encoded = text.encode("utf-8", "surrogatepass")
-        self._chunks.append(encoded)
-        self._offsets.append(self._offsets[-1] + len(encoded))
+        self._chunks.append(text.encode("utf-8", "surrogatepass"))
         return new_id
 
     def intern_many(self, texts: Iterable[str]) -> np.ndarray:
@@ -81,23 +84,53 @@ class Vocabulary:
 
     def byte_buffer(self) -> tuple[np.ndarray, np.ndarray]:
         """All strings as one UTF-8 buffer and offsets: string i is buf[off[i]:off[i+1]]."""
-        if self._flushed < len(self._strings):
-            self._bytes = np.concatenate(
-                [self._bytes, np.frombuffer(b"".join(self._chunks), dtype=np.uint8)]
-            )
+        count = len(self._strings)
+        if self._flushed < count:
+            added = np.frombuffer(b"".join(self._chunks), dtype=np.uint8)
+            sizes = np.fromiter(map(len, self._chunks), dtype=np.int64, count=len(self._chunks))
             self._chunks.clear()
-            self._bytes_offsets = np.asarray(self._offsets, dtype=np.int64)
-            self._flushed = len(self._strings)
-        return self._bytes, self._bytes_offsets
+            used = int(self._bytes_offsets[self._flushed])
+            self._bytes = _grown(self._bytes, used, used + len(added))
+            self._bytes[used : used + len(added)] = added
+            self._bytes_offsets = _grown(self._bytes_offsets, self._flushed + 1, count + 1)
+            np.cumsum(sizes, out=self._bytes_offsets[self._flushed + 1 : count + 1])
+            self._bytes_offsets[self._flushed + 1 : count + 1] += used
+            self._flushed = count
+        offsets = self._bytes_offsets[: count + 1]
+        return self._bytes[: int(offsets[-1])], offsets
+
+    def label_maps(self, ptr: np.ndarray, keys: np.ndarray, values: np.ndarray) -> pa.MapArray:
+        """Labels in CSR form (``AlertBatch``'s ``label_ptr``/``label_key``/``label_value``)
+        as an Arrow string map column, the way the event log stores them.
+
+        The strings are copied out of the byte buffer by one compiled loop, so
+        no Python string is made per label.
+        """
+        buffer, offsets = self.byte_buffer()
+        return pa.MapArray.from_arrays(
+            pa.array(np.asarray(ptr, dtype=np.int32) - np.int32(ptr[0])),
+            _string_array(buffer, offsets, keys),
+            _string_array(buffer, offsets, values),
+            type=LABELS,
+        )
 
     def name_rank(self, label_names: np.ndarray) -> np.ndarray:
         """Ranks that order label-name ids as their strings sort.
 
-        ``label_names`` holds (at least) every distinct name id in use. The
-        returned array is indexed by string id and is valid for every id seen
-        as a label name so far; it is rebuilt only when a new name shows up.
+        ``label_names`` holds (at least) every distinct name id in use; ids
+        already ranked are sorted out with numpy, so passing every label's
+        name id is cheap. The returned array is indexed by string id and is
+        valid for every id seen as a label name so far; it is rebuilt only
+        when a new name shows up.
         """
-        new = set(label_names.tolist()) - self._label_names
+        ids = np.asarray(label_names, dtype=np.int64)
+        if len(self._is_name) < len(self._strings):
+            self._is_name = _grown(self._is_name, len(self._is_name), len(self._strings))
+        fresh = ids[~self._is_name[ids]] if len(ids) else ids
+        if not len(fresh):
+            return self._name_rank
+        new = set(np.unique(fresh).tolist()) - self._label_names
+        self._is_name[fresh] = True
         if new:
             self._label_names |= new
             ordered = sorted(self._label_names, key=self._strings.__getitem__)
@@ -105,3 +138,41 @@ class Vocabulary:
             rank[ordered] = np.arange(len(ordered), dtype=np.int64)
             self._name_rank = rank
         return self._name_rank
+
+
+def _grown(array: np.ndarray, used: int, needed: int) -> np.ndarray:
+    """``array`` with room for ``needed`` items (its first ``used`` kept), doubling as it grows."""
+    if needed <= len(array):
+        return array
+    bigger = np.zeros(max(needed, 2 * len(array)), dtype=array.dtype)
+    bigger[:used] = array[:used]
+    return bigger
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather_strings(buffer, offsets, ids):
+    n = ids.shape[0]
+    out_offsets = np.empty(n + 1, dtype=np.int64)
+    out_offsets[0] = 0
+    for i in range(n):
+        out_offsets[i + 1] = out_offsets[i] + offsets[ids[i] + 1] - offsets[ids[i]]
+    out = np.empty(out_offsets[n], dtype=np.uint8)
+    for i in range(n):
+        start = offsets[ids[i]]
+        base = out_offsets[i]
+        for k in range(out_offsets[i + 1] - base):
+            out[base + k] = buffer[start + k]
+    return out_offsets, out
+
+
+def _string_array(buffer: np.ndarray, offsets: np.ndarray, ids: np.ndarray) -> pa.Array:
+    """The strings behind ``ids`` as an Arrow string array, gathered from the byte buffer."""
+    out_offsets, data = _gather_strings(buffer, offsets, np.asarray(ids, dtype=np.int64))
+    if out_offsets[-1] < 2**31:
+        return pa.StringArray.from_buffers(
+            len(ids), pa.py_buffer(out_offsets.astype(np.int32)), pa.py_buffer(data)
+        )
+    large = pa.LargeStringArray.from_buffers(
+        len(ids), pa.py_buffer(out_offsets), pa.py_buffer(data)
+    )
+    return large.cast(pa.string())  # refused by Arrow past 2 GiB, as the log's format is

@@ -14,17 +14,25 @@ each message had been decoded alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 
-from correlator.decode import Decoded, decode_arrow_stream, decode_json, empty_table
+from correlator.decode import (
+    STRING_LABELS,
+    Decoded,
+    LabelEncoder,
+    decode_arrow_stream,
+    decode_json,
+    empty_table,
+)
 from correlator.rejects import Reject
 
 FORMATS = ("json", "json-array", "arrow")
-_FORMAT_NAMES = {name.encode(): name for name in FORMATS}
+# Format frames as producers send them, to their names.
+FORMAT_NAMES = {name.encode(): name for name in FORMATS}
 # Arrays up to this size are decoded together with their neighbours. Checking
 # each one first costs a raw parse (about 0.2 us per alert), which pays for
 # itself against the per-call cost below roughly a thousand alerts a message.
@@ -34,13 +42,15 @@ _SMALL_ARRAY_BYTES = 256 << 10
 # cost more per alert than the call's fixed cost saves, and a burst of
 # thousands of messages never holds millions of alert objects at once.
 _GROUP_BYTES = 1 << 20
-_RAW_ONE = msgspec.json.Decoder(msgspec.Raw)
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One received message: its declared format (None when sniffed) and payload."""
+class Frame(NamedTuple):
+    """One received message: its declared format (None when sniffed) and payload.
+
+    A tuple, not a dataclass: a storm of single-alert messages makes one per
+    alert, and a tuple costs a fraction of a frozen dataclass to build.
+    """
 
     format: str | None
     payload: bytes
@@ -51,7 +61,7 @@ def frame_from_parts(parts: Sequence[bytes]) -> Frame | Reject:
     if len(parts) == 1:
         return Frame(None, parts[0])
     if len(parts) == 2:
-        exact = _FORMAT_NAMES.get(parts[0])  # what producers send, without the clean-up
+        exact = FORMAT_NAMES.get(parts[0])  # what producers send, without the clean-up
         if exact is not None:
             return Frame(exact, parts[1])
         name = parts[0].decode("ascii", "replace").strip().lower()
@@ -67,11 +77,16 @@ def frame_from_parts(parts: Sequence[bytes]) -> Frame | Reject:
 
 
 def _merge(parts: Sequence[Decoded]) -> Decoded:
-    """Decoded inputs as one, rows numbered in order across them."""
+    """Decoded inputs as one, rows numbered in order across them.
+
+    Tables without rows are left out: a part with no good row has the
+    canonical empty table, whatever schema the others' labels have.
+    """
     tables, rejects, index = [], [], []
     offset = 0
     for part in parts:
-        tables.append(part.table)
+        if part.table.num_rows:
+            tables.append(part.table)
         index.append(part.index + offset)
         rejects.extend(Reject(r.row + offset, r.reason, r.detail, r.raw) for r in part.rejects)
         offset += part.rows
@@ -80,24 +95,34 @@ def _merge(parts: Sequence[Decoded]) -> Decoded:
     return Decoded(table, rejects, offset, all_index)
 
 
-def _singles(payloads: list[bytes], max_bytes: int) -> Decoded:
+def _one_by_one(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Decoded:
+    """Messages decoded each on its own, rows numbered across them."""
+    return _merge([decode_json(p, max_row_bytes=max_bytes, labels=labels) for p in payloads])
+
+
+def _singles(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Decoded:
     """Single-alert JSON messages, decoded in one call while they are all clean.
 
-    Each message is first checked to be one whole JSON value on its own, so
-    two malformed messages can never join into valid alerts.
+    The joined array is first parsed raw (no objects built), and it is used
+    only if its elements are exactly the messages: as many, each as long as
+    its message. The joined text has no byte to spare beside the brackets
+    and commas then, so every element is one whole message and two malformed
+    messages can never join into valid alerts.
     """
-    for payload in payloads:
-        try:
-            _RAW_ONE.decode(payload)
-        except (msgspec.MsgspecError, UnicodeDecodeError):
-            return _merge([decode_json(p, max_row_bytes=max_bytes) for p in payloads])
-    together = decode_json(b"[" + b",".join(payloads) + b"]", max_row_bytes=max_bytes)
+    joined = b"[" + b",".join(payloads) + b"]"
+    try:
+        elements = _RAW_ARRAY.decode(joined)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return _one_by_one(payloads, max_bytes, labels)
+    if len(elements) != len(payloads) or list(map(len, elements)) != list(map(len, payloads)):
+        return _one_by_one(payloads, max_bytes, labels)
+    together = decode_json(joined, max_row_bytes=max_bytes, labels=labels)
     if together.rows == len(payloads) and not together.rejects:
         return together
-    return _merge([decode_json(p, max_row_bytes=max_bytes) for p in payloads])
+    return _one_by_one(payloads, max_bytes, labels)
 
 
-def _arrays(payloads: list[bytes], max_bytes: int) -> Decoded:
+def _arrays(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Decoded:
     """Small JSON-array messages, decoded together where that changes nothing.
 
     Each message is parsed raw first (no objects built). Only arrays that are
@@ -108,7 +133,7 @@ def _arrays(payloads: list[bytes], max_bytes: int) -> Decoded:
     reasons.
     """
     if len(payloads) == 1:
-        return decode_json(payloads[0], max_row_bytes=max_bytes)
+        return decode_json(payloads[0], max_row_bytes=max_bytes, labels=labels)
     parts: list[Decoded] = []
     run: list[bytes] = []
     counts: list[int] = []
@@ -117,35 +142,49 @@ def _arrays(payloads: list[bytes], max_bytes: int) -> Decoded:
             count = len(_RAW_ARRAY.decode(payload))
         except (msgspec.MsgspecError, UnicodeDecodeError):
             if run:
-                parts.append(_joined(run, counts, max_bytes))
+                parts.append(_joined(run, counts, max_bytes, labels))
                 run, counts = [], []
-            parts.append(decode_json(payload, max_row_bytes=max_bytes))
+            parts.append(decode_json(payload, max_row_bytes=max_bytes, labels=labels))
             continue
         run.append(payload)
         counts.append(count)
     if run:
-        parts.append(_joined(run, counts, max_bytes))
+        parts.append(_joined(run, counts, max_bytes, labels))
     return parts[0] if len(parts) == 1 else _merge(parts)
 
 
-def _joined(payloads: list[bytes], counts: list[int], max_bytes: int) -> Decoded:
+def _joined(
+    payloads: list[bytes], counts: list[int], max_bytes: int, labels: LabelEncoder
+) -> Decoded:
     """Valid JSON arrays of ``counts`` elements each, decoded as one when all rows are good."""
     if len(payloads) > 1:
         inner = [p.strip()[1:-1] for p, n in zip(payloads, counts, strict=True) if n]
-        together = decode_json(b"[" + b",".join(inner) + b"]", max_row_bytes=max_bytes)
+        together = decode_json(
+            b"[" + b",".join(inner) + b"]", max_row_bytes=max_bytes, labels=labels
+        )
         if together.rows == sum(counts) and not together.rejects:
             return together
-    return _merge([decode_json(p, max_row_bytes=max_bytes) for p in payloads])
+    return _one_by_one(payloads, max_bytes, labels)
+
+
+_BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.lstrip strips
 
 
 def _head(payload: bytes) -> bytes:
     """The first byte that is not whitespace (without copying a large payload)."""
+    if payload and payload[0] not in _BLANK:
+        return payload[:1]
     head = payload[:64].lstrip()[:1]
     return head if head or len(payload) <= 64 else payload.lstrip()[:1]
 
 
-def decode_frames(frames: Sequence[Frame | Reject], *, max_bytes: int) -> Decoded:
-    """Decode a run of received messages; one row per alert, a reject per bad one."""
+def decode_frames(
+    frames: Sequence[Frame | Reject], *, max_bytes: int, labels: LabelEncoder = STRING_LABELS
+) -> Decoded:
+    """Decode a run of received messages; one row per alert, a reject per bad one.
+
+    ``labels`` builds the labels column (see ``correlator.decode.LabelEncoder``).
+    """
     parts: list[Decoded] = []
     singles: list[bytes] = []
     arrays: list[bytes] = []
@@ -154,14 +193,27 @@ def decode_frames(frames: Sequence[Frame | Reject], *, max_bytes: int) -> Decode
     def flush() -> None:
         nonlocal pending
         if singles:
-            parts.append(_singles(singles, max_bytes))
+            parts.append(_singles(singles, max_bytes, labels))
             singles.clear()
         if arrays:
-            parts.append(_arrays(arrays, max_bytes))
+            parts.append(_arrays(arrays, max_bytes, labels))
             arrays.clear()
         pending = 0
 
+    singles_limit = min(max_bytes, _GROUP_BYTES)
     for frame in frames:
+        # What a storm of single alerts is made of, taken first and cheaply:
+        # what the general path below does with it, but for the flush.
+        if (
+            frame.__class__ is Frame
+            and frame.format == "json"
+            and frame.payload[:1] == b"{"
+            and not arrays
+            and pending + len(frame.payload) <= singles_limit
+        ):
+            singles.append(frame.payload)
+            pending += len(frame.payload)
+            continue
         if isinstance(frame, Reject):
             flush()
             parts.append(Decoded.refused([frame]))
@@ -188,8 +240,8 @@ def decode_frames(frames: Sequence[Frame | Reject], *, max_bytes: int) -> Decode
             continue
         flush()
         if kind == "arrow":
-            parts.append(decode_arrow_stream(frame.payload))
+            parts.append(decode_arrow_stream(frame.payload, labels=labels))
         else:
-            parts.append(decode_json(frame.payload, max_row_bytes=max_bytes))
+            parts.append(decode_json(frame.payload, max_row_bytes=max_bytes, labels=labels))
     flush()
     return _merge(parts) if len(parts) != 1 else parts[0]

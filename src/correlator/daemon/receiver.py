@@ -11,6 +11,10 @@ socket with a small high-water mark, so backpressure still reaches the
 producers. The daemon side only maps the stream (no copy) and submits it.
 With ``process=False`` the same receive loop runs on a thread of the daemon.
 
+Either way the labels travel as integer ids (``correlator.daemon.wire``):
+what is submitted is a ``WireDecoded``, whose new strings the correlation
+loop learns before it reads the ids.
+
 The decode process is ``correlator.daemon.worker``, started as a fresh
 interpreter (it inherits no sockets or locks of the daemon, and does not
 import the daemon's main script).
@@ -33,8 +37,9 @@ import pyarrow as pa
 import zmq
 
 from correlator.daemon.config import ZmqConfig
-from correlator.daemon.frames import Frame, decode_frames, frame_from_parts
-from correlator.decode import Decoded, empty_table
+from correlator.daemon.frames import FORMAT_NAMES, Frame, decode_frames, frame_from_parts
+from correlator.daemon.wire import WIRE_SCHEMA, LabelCoder, NewStrings, WireDecoded
+from correlator.decode import STRING_LABELS, Decoded, LabelEncoder, empty_table
 from correlator.errors import SourceError
 from correlator.rejects import Reject
 
@@ -48,13 +53,17 @@ _START_TIMEOUT = 120.0
 
 
 class Header(msgspec.Struct, array_like=True):
-    """What travels beside a burst's Arrow stream: its source, counts and rejects."""
+    """What travels beside a burst's Arrow stream: its source, counts, rejects, new strings."""
 
     kind: str
     source: str = ""
     rows: int = 0
     rejects: list[Reject] = []
     error: str = ""
+    first_key: int = 0
+    keys: list[str] = []
+    first_value: int = 0
+    values: list[str] = []
 
 
 ENCODER = msgspec.msgpack.Encoder()
@@ -95,28 +104,60 @@ def bind_sockets(context: zmq.Context, cfg: ZmqConfig) -> list[tuple[zmq.Socket,
 
 
 def receive_burst(sock: zmq.Socket, topic: str) -> list[Frame | Reject]:
-    """Every message waiting on ``sock``, up to a burst (a count and a byte budget)."""
+    """Every message waiting on ``sock``, up to a burst (a count and a byte budget).
+
+    Parts are received as frames and copied out: a frame says whether more
+    parts follow, where ``recv_multipart`` asks the socket (a system call's
+    worth of overhead per part, the most of a small message's cost). The
+    usual ``[format, payload]`` message becomes its ``Frame`` at once.
+    """
     frames: list[Frame | Reject] = []
     size = 0
     strip_topic = sock.type == zmq.SUB and bool(topic)
+    recv = sock.recv
+    known = FORMAT_NAMES.get
+    append = frames.append
     for _ in range(_RECEIVE_BURST):
         try:
-            parts = sock.recv_multipart(zmq.NOBLOCK)
+            part = recv(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             break
-        size += sum(len(part) for part in parts)
+        parts = [part.bytes]
+        if part.more:
+            part = recv(copy=False)
+            parts.append(part.bytes)
+            name = known(parts[0])
+            if not part.more and name is not None and not strip_topic:
+                append(Frame(name, parts[1]))
+                size += len(parts[0]) + len(parts[1])
+                if size >= _BURST_BYTES:
+                    break
+                continue
+        while part.more:
+            part = recv(copy=False)
+            parts.append(part.bytes)
+        size += sum(map(len, parts))
         if strip_topic and len(parts) > 1:
             parts = parts[1:]
-        frames.append(frame_from_parts(parts))
+        append(frame_from_parts(parts))
         if size >= _BURST_BYTES:
             break
     return frames
 
 
-def decode_burst(frames: list[Frame | Reject], limit: int, on_error: OnError) -> Decoded | None:
-    """A burst decoded; a decoder bug is reported and the burst dropped, never raised."""
+def decode_burst(
+    frames: list[Frame | Reject],
+    limit: int,
+    on_error: OnError,
+    labels: LabelEncoder = STRING_LABELS,
+) -> Decoded | None:
+    """A burst decoded; a decoder bug is reported and the burst dropped, never raised.
+
+    With a ``LabelCoder`` the labels come out as wire ids; the strings it
+    met stay with it until ``take_new``, so a dropped burst loses none.
+    """
     try:
-        return decode_frames(frames, max_bytes=limit)
+        return decode_frames(frames, max_bytes=limit, labels=labels)
     except Exception:  # a decoder bug must not stop intake
         on_error(
             f"decoding {len(frames)} message(s) failed; they are lost\n{traceback.format_exc()}"
@@ -124,9 +165,24 @@ def decode_burst(frames: list[Frame | Reject], limit: int, on_error: OnError) ->
         return None
 
 
-def encode_result(decoded: Decoded, source: str) -> list[Any]:
-    """A decoded burst as message parts: header, row index, Arrow stream (empty if no rows)."""
-    header = ENCODER.encode(Header("batch", source, decoded.rows, decoded.rejects))
+def encode_result(decoded: Decoded, source: str, strings: NewStrings | None = None) -> list[Any]:
+    """A decoded burst as message parts: header, row index, Arrow stream (empty if no rows).
+
+    ``strings`` are the coder's new strings when the labels are wire ids.
+    """
+    new = strings or NewStrings()
+    header = ENCODER.encode(
+        Header(
+            "batch" if strings is None else "wire",
+            source,
+            decoded.rows,
+            decoded.rejects,
+            first_key=new.first_key,
+            keys=new.keys,
+            first_value=new.first_value,
+            values=new.values,
+        )
+    )
     table = decoded.table
     if table.num_rows == 0:
         return [header, b"", b""]
@@ -137,13 +193,31 @@ def encode_result(decoded: Decoded, source: str) -> list[Any]:
 
 
 def decode_result(header: Header, index: memoryview, stream: memoryview) -> Decoded:
-    """The ``Decoded`` that ``encode_result`` sent; the Arrow columns are not copied."""
+    """The ``Decoded`` that ``encode_result`` sent (a ``WireDecoded`` for wire ids).
+
+    The Arrow columns are not copied.
+    """
     if len(stream) == 0:
         table = empty_table()
     else:
         table = pa.ipc.open_stream(pa.py_buffer(stream)).read_all()
     rows = np.frombuffer(index, dtype=np.int64) if len(index) else np.zeros(0, dtype=np.int64)
-    return Decoded(table, header.rejects, header.rows, rows)
+    decoded = Decoded(table, header.rejects, header.rows, rows)
+    if header.kind != "wire":
+        return decoded
+    return wire_decoded(
+        decoded, NewStrings(header.first_key, header.keys, header.first_value, header.values)
+    )
+
+
+def wire_decoded(decoded: Decoded, strings: NewStrings) -> WireDecoded:
+    """A burst decoded with a ``LabelCoder``, with the strings its ids need.
+
+    A burst without a good row has the canonical empty table; it gets the
+    wire schema's, so every ``WireDecoded`` table is in ``WIRE_SCHEMA``.
+    """
+    table = decoded.table if decoded.table.num_rows else WIRE_SCHEMA.empty_table()
+    return WireDecoded(table, decoded.rejects, decoded.rows, decoded.index, strings)
 
 
 class Receiver:
@@ -256,12 +330,13 @@ class Receiver:
             poller.register(sock, zmq.POLLIN)
             names[sock] = name
         limit = self.cfg.max_message_bytes
+        coder = LabelCoder()
         while not self._stopping.is_set():
             for sock, _ in poller.poll(100):
                 frames = receive_burst(sock, self.cfg.sub_topic)
-                decoded = decode_burst(frames, limit, self._on_error) if frames else None
+                decoded = decode_burst(frames, limit, self._on_error, coder) if frames else None
                 if decoded is not None:
-                    self._submit(decoded, names[sock])
+                    self._submit(wire_decoded(decoded, coder.take_new()), names[sock])
 
     def _forward(self, results: zmq.Socket) -> None:
         """Process mode: submit what the decode process sends, until its end marker."""

@@ -32,6 +32,7 @@ from correlator.daemon import snapshot
 from correlator.daemon.config import DaemonConfig
 from correlator.daemon.deadletter import DeadLetters
 from correlator.daemon.receiver import Receiver
+from correlator.daemon.wire import LabelTranslator, WireDecoded
 from correlator.decode import Decoded
 from correlator.errors import CorrelatorError
 from correlator.eventlog import EventLog, read_log
@@ -46,6 +47,8 @@ from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
 
 log = logging.getLogger("correlator.daemon")
+# The canonical columns but the labels, which travel as ids to the loop.
+_UNLABELLED = ALERT_SCHEMA.remove(ALERT_SCHEMA.get_field_index("labels"))
 
 
 @dataclass
@@ -112,6 +115,7 @@ class Daemon:
         self.topology = self._load_topology(config.topology)
         self.rules_path = config.rules or shipped_rules()
         self.vocab = Vocabulary()
+        self._wire = LabelTranslator(self.vocab)
         loaded = snapshot.read(self.state_dir, config.topology)
         if loaded is not None:
             snapshot.restore_vocabulary(loaded, self.vocab)
@@ -388,22 +392,41 @@ class Daemon:
 
         Per-call costs of Arrow and numpy are paid once per batch, not once
         per message; rejects are traced back to their source by row range.
+        Labels become vocabulary ids per arrival (a gather for the ZeroMQ
+        intake's wire ids, interning for the rest); the event log gets them
+        back as strings, copied out of the vocabulary in one pass.
         """
         if not arrivals:
             return
+        # New label strings first: should this batch fail, the ids of later
+        # bursts still find their strings.
+        for arrival in arrivals:
+            if isinstance(arrival.decoded, WireDecoded):
+                self._wire.learn(arrival.decoded.strings)
         started = time.perf_counter()
-        tables, bounds = [], []
+        tables, bounds, labels = [], [], []
         for arrival in arrivals:
             self._count_input(arrival)
             self._reject(arrival.decoded.rejects, arrival.source)
             table = arrival.decoded.table
-            tables.append(table if table.schema == ALERT_SCHEMA else table.cast(ALERT_SCHEMA))
             bounds.append(self._row)
             self._row += table.num_rows
-        table = self._stamp(pa.concat_tables(tables), arrivals)
+            if table.num_rows == 0:
+                continue
+            column = table.column("labels")
+            if isinstance(arrival.decoded, WireDecoded):
+                labels.append(self._wire.labels(column))
+            else:
+                labels.append(self.pipeline.normalizer.intern_labels(column))
+            rest = table.drop_columns(["labels"])
+            tables.append(rest if rest.schema == _UNLABELLED else rest.cast(_UNLABELLED))
+        table = self._stamp(
+            pa.concat_tables(tables) if tables else _UNLABELLED.empty_table(), arrivals
+        )
+        ptr, keys, values = _concat_labels(labels)
         first = bounds[0]
         rows = np.arange(first, first + table.num_rows, dtype=np.int64)
-        batch, rejects = self.pipeline.normalizer.normalize(table, rows)
+        batch, rejects = self.pipeline.normalizer.normalize_interned(table, ptr, keys, values, rows)
         if rejects:  # the log holds accepted alerts only, as replay must see them
             rejected = np.array([r.row for r in rejects], dtype=np.int64)
             owner = np.searchsorted(np.asarray(bounds), rejected, side="right") - 1
@@ -415,8 +438,9 @@ class Daemon:
             table = table.filter(pa.array(keep))
         # Log before correlating (write-ahead): once an alert's effects are
         # emitted, it is in the log, so a crash can replay it.
-        if self.event_log is not None:
-            self.event_log.append(table)
+        if self.event_log is not None and len(batch):
+            strings = self.vocab.label_maps(batch.label_ptr, batch.label_key, batch.label_value)
+            self.event_log.append(table.add_column(0, ALERT_SCHEMA.field("labels"), strings))
         self._correlate(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
@@ -501,6 +525,25 @@ class Daemon:
             time.perf_counter() - started,
         )
         self.recovery_seconds = time.perf_counter() - started
+
+
+def _concat_labels(
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels in CSR form (offsets, name ids, value ids), one after the other, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int32)
+        return np.zeros(1, dtype=np.int64), empty, empty
+    bases = np.cumsum([0] + [int(ptr[-1]) for ptr, _, _ in parts[:-1]])
+    ptr = np.concatenate(
+        [np.zeros(1, dtype=np.int64)]
+        + [part[1:] + base for (part, _, _), base in zip(parts, bases, strict=True)]
+    )
+    keys = np.concatenate([k for _, k, _ in parts])
+    values = np.concatenate([v for _, _, v in parts])
+    return ptr, keys, values
 
 
 def run_daemon(config: DaemonConfig, stop_signals: Sequence[int] = ()) -> None:

@@ -30,6 +30,7 @@ from correlator.daemon.receiver import (
     encode_result,
     receive_burst,
 )
+from correlator.daemon.wire import LabelCoder
 from correlator.errors import SourceError
 
 
@@ -71,6 +72,7 @@ def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
         poller.register(sock, zmq.POLLIN)
     poller.register(control, zmq.POLLIN)
     names = {sock: name for sock, name, _ in sockets}
+    coder = LabelCoder()
     orphaned = False
     while True:
         ready = dict(poller.poll())
@@ -79,12 +81,16 @@ def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
             break
         for sock in ready:
             frames = receive_burst(sock, cfg.sub_topic)
-            decoded = decode_burst(frames, cfg.max_message_bytes, errors.append) if frames else None
+            decoded = (
+                decode_burst(frames, cfg.max_message_bytes, errors.append, coder)
+                if frames
+                else None
+            )
             sent = True
             while errors and sent:
                 sent = _send(out, [ENCODER.encode(Header("error", error=errors.pop(0)))], parent)
             if decoded is not None and sent:
-                sent = _send(out, encode_result(decoded, names[sock]), parent)
+                sent = _send(out, encode_result(decoded, names[sock], coder.take_new()), parent)
             if not sent:
                 orphaned = True
                 break
