@@ -10,7 +10,7 @@ import pytest
 
 from correlator.batch import Normalizer
 from correlator.errors import RuleError
-from correlator.rules.first_level import FirstLevel
+from correlator.rules.first_level import CompiledRules, FirstLevel
 from correlator.rules.load import load_rules_text
 from correlator.rules.model import BELOW_THRESHOLD, DROPPED, FLAPPING, PASSED
 from correlator.rules.testing import BASE_NS, Harness, sample_topology, to_batch
@@ -71,6 +71,24 @@ def test_drop_comes_first_and_matchers_see_the_significance() -> None:
         [alert(0, severity="info"), alert(1, severity="critical")],
     )
     assert fates(decisions) == [("dropped", "quiet"), ("below_threshold", "t")]
+
+
+@pytest.mark.parametrize("drop_reads", ["significance", "job"])
+def test_classify_shares_the_main_memo_unless_a_main_rule_reads_the_significance(
+    drop_reads: str,
+) -> None:
+    rules_text = (
+        "classify:\n"
+        "  - {name: db, match: 'job=\"db\"', significance: informational}\n"
+        "  - {name: web, match: 'alertname=\"Web\"', significance: exception}\n"
+        f"drop: [{{name: quiet, match: '{drop_reads}=\"informational\"'}}]\n"
+        "threshold: [{name: t, match: 'alertname=\"Web\"', count: 2, within: 1m}]\n"
+    )
+    compiled = CompiledRules(load_rules_text(rules_text), Vocabulary(), None)
+    assert compiled.classify_folded == (drop_reads != "significance")
+    stream = [alert(k, name=("Web", "Db")[k % 2], job=("db", "web")[k // 2 % 2]) for k in range(8)]
+    decisions = decide(rules_text, stream, stream)
+    assert {d.classified_by for d in decisions} == {"db", "web", None}
 
 
 def test_threshold_counts_by_key_and_never_holds_a_resolve() -> None:

@@ -141,13 +141,14 @@ class _Memo:
     ``kernel.decide`` remembers what it found for each combination it meets, at the
     row the classes give in mixed radix. New classes change the radix and start an
     empty table; a program whose combinations could exceed ``MEMO_LIMIT`` scans every
-    alert. (Classify rules gain nothing from one: their scan is as cheap as a lookup.)
+    alert. (A memo of their own gains classify rules nothing, their scan being as cheap
+    as a lookup; folded into the main program they share this one.)
     """
 
     def __init__(self, program: MatchProgram) -> None:
         self._program = program
         self._counts: tuple[int, ...] = ()
-        self._table = np.zeros((0, 4), dtype=np.int32)
+        self._table = np.zeros((0, kernel.STAGES), dtype=np.int32)
 
     def arrays(self) -> tuple[bool, np.ndarray, np.ndarray]:
         """Whether to use it, the radix, and the table (``kernel.UNKNOWN`` where unseen)."""
@@ -155,7 +156,7 @@ class _Memo:
         if counts != self._counts:
             size = math.prod(counts)
             rows = size if size <= MEMO_LIMIT else 0
-            self._table = np.full((rows, 4), kernel.UNKNOWN, dtype=np.int32)
+            self._table = np.full((rows, kernel.STAGES), kernel.UNKNOWN, dtype=np.int32)
             self._counts = counts
         return len(self._table) > 0, np.array(counts, dtype=np.int64), self._table
 
@@ -186,8 +187,19 @@ class CompiledRules:
             return MatchProgram(selectors, space)
 
         enrich = program([r.match or catch_all(r.position) for r in rules.enrich])
-        classify = program([r.match for r in rules.classify])
         stages = (rules.drop, rules.maintenance, rules.flap, rules.threshold)
+        self.classify_folded = bool(rules.classify) and not any(
+            "significance" in alternative.names
+            for stage in stages
+            for r in stage
+            for alternative in r.match.alternatives
+        )
+        if self.classify_folded:
+            classify = program([])
+            stages = (*stages, rules.classify)
+        else:
+            classify = program([r.match for r in rules.classify])
+            stages = (*stages, ())
         main = program([r.match for stage in stages for r in stage])
         self.programs = {
             "inhibit.source": program([r.source for r in rules.inhibit]),
@@ -215,8 +227,8 @@ class CompiledRules:
         self.attribute_values = values
         self.rule_significance = np.array([r.significance for r in rules.classify], dtype=np.int8)
         self.significance_ids = sig_ids
-        starts = np.cumsum([0, *map(len, stages)])[:4].astype(np.int64)
-        stage_of = np.repeat(np.arange(4, dtype=np.int64), [len(s) for s in stages])
+        starts = np.cumsum([0, *map(len, stages)])[: kernel.STAGES].astype(np.int64)
+        stage_of = np.repeat(np.arange(kernel.STAGES, dtype=np.int64), [len(s) for s in stages])
         self.stages = (stage_of, starts)
         self.flap = _counted_arrays(rules.flap, lambda r: r.changes + 1, "flap", space)
         self.threshold = _counted_arrays(rules.threshold, lambda r: r.count, "threshold", space)
@@ -225,7 +237,7 @@ class CompiledRules:
         # Per program its scan scratch and hits; ``process`` owns the alert's label column.
         self._buffers = [p.buffers()[1:] for p in (enrich, classify, main)]
         self._enrich_flags = np.zeros(len(rules.enrich), dtype=np.bool_)
-        self._stage_first = np.zeros(4, dtype=np.int64)
+        self._stage_first = np.zeros(kernel.STAGES, dtype=np.int64)
         self._main_memo = _Memo(main)
 
     def kernel_inputs(self, windows: tuple[np.ndarray, ...]) -> tuple[tuple[Any, ...], ...]:
@@ -246,6 +258,7 @@ class CompiledRules:
             ),
             (
                 classify.n_clauses > 0,
+                self.classify_folded,
                 classify.arrays,
                 *classify_buffers,
                 self.rule_significance,
@@ -260,8 +273,6 @@ class CompiledRules:
                 *self._main_memo.arrays(),
                 self.stages,
                 windows,
-                self.flap,
-                self.threshold,
             ),
         )
 
@@ -421,7 +432,7 @@ class FirstLevel:
         classified = np.empty(n, dtype=np.int32)
         added = np.zeros(n if compiled.rules.enrich else 0, dtype=np.uint64)
         out = (fate, rule, significance, classified, added)
-        alerts = (batch.ts, batch.fingerprint, batch.status, batch.severity, batch.ci)
+        alerts = (batch.ts, batch.status, batch.severity, batch.ci)
         pending = self._pending(n)
         position = 0
         while True:
@@ -438,8 +449,8 @@ class FirstLevel:
             position, need = kernel.settle(
                 position,
                 pending,
-                batch.ts,
-                batch.status,
+                (batch.ts, batch.fingerprint, batch.status),
+                cols,
                 compiled.flap,
                 compiled.threshold,
                 self._state.arrays(),

@@ -14,8 +14,11 @@ sorts a batch by event time, ties in input order):
    matches: the first matching **drop** rule drops the alert, else the
    first matching **maintenance** rule with a window open at the alert's
    event time suppresses a firing alert, else an alert a flap or threshold
-   rule matches is listed as *pending* with its state keys.
-2. ``settle``, over the pending alerts in order: the first matching **flap**
+   rule matches is listed as *pending*. Decisions are written as selects, not
+   branches: which stage decides varies from alert to alert, and mispredicted
+   branches cost more than the work.
+2. ``settle``, over the pending alerts in order: their state keys, then the
+   first matching **flap**
    rule tracks the key's status (a status unlike the key's previous one is a
    change) and holds a firing alert while more than ``changes`` changes lie
    within ``within`` before it; else the first matching **threshold** rule
@@ -30,6 +33,9 @@ The main program's matches depend only on the class of each label it reads
 (``tables``), so ``decide`` remembers the first selector per stage for each
 combination of classes it meets (``memo``, indexed by the classes in mixed
 radix) and scans the clause bits only for a combination it has not seen.
+When no drop, maintenance, flap or threshold rule reads ``significance``, the
+classify rules are folded into the main program as its last stage
+(``CLASSIFY_STAGE``), so the same lookup also gives the classifying rule.
 
 The kernels are compiled without numba's reference counting (``_nrt=False``:
 they allocate nothing). With it, every array a helper touches inside the
@@ -77,7 +83,9 @@ from correlator.schema import FIRING
 ZERO = np.uint64(0)
 ONE = np.uint64(1)
 DONE, NEED_STATE, NEED_LEARN, NEED_SPACE = 0, 1, 2, 3
-DROP_STAGE, MAINTENANCE_STAGE, FLAP_STAGE, THRESHOLD_STAGE = range(4)
+DROP_STAGE, MAINTENANCE_STAGE, FLAP_STAGE, THRESHOLD_STAGE, CLASSIFY_STAGE = range(5)
+STAGES = 5
+"""The main program's stages: classify is one when it is folded in (see above)."""
 RECORD_HEADER = 4
 AHEAD = 16
 """How many pending entries ahead ``settle`` starts fetching state."""
@@ -276,15 +284,15 @@ def _open(ptr, start, end, r, t):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _key(rule_hash, key_ptr, key_rows, r, fingerprint, vals):
-    """An alert's state key under rule ``r``: by fingerprint, or by its key labels (the
-    alert's label ids in ``vals``)."""
+def _key(rule_hash, key_ptr, key_rows, r, fingerprint, cols, i):
+    """Alert ``i``'s state key under rule ``r``: by fingerprint, or by its key labels
+    (its label ids in ``cols``)."""
     if key_ptr[r] == key_ptr[r + 1]:
         key = mix(rule_hash[r] ^ fingerprint)
     else:
         key = rule_hash[r]
         for j in range(key_ptr[r], key_ptr[r + 1]):
-            key = mix(key ^ np.uint64(vals[key_rows[j]]))
+            key = mix(key ^ np.uint64(cols[key_rows[j], i]))
     return key
 
 
@@ -341,28 +349,41 @@ def _full_within(pool, offset, t, window):
     return pool[offset + 2] == pool[offset + 1] and pool[offset + RECORD_HEADER] >= t - window
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _classified(i, best, severity, rule_sig, by_severity, sig, by, sig_row, sig_ids, vals):
+    """Set alert ``i``'s significance by classify rule ``best`` (``_NONE``: by its
+    severity), in the outputs and, when rules read it, in its label column ``vals``."""
+    if best < _NONE:
+        sig[i] = rule_sig[best]
+        by[i] = best
+    else:
+        sig[i] = by_severity[severity[i]]
+        by[i] = -1
+    if sig_row >= 0:
+        vals[sig_row] = sig_ids[sig[i]]
+
+
 @numba.njit(nogil=True, cache=True, _nrt=False)
 def decide(start, alerts, labels, cols, vals, enrich, classify, main, out, pending):
     """Extract, enrich and classify alerts ``start..``, and decide what needs no state.
 
     ``out`` is (fate, rule, significance, classified_by, added), written for every alert
-    (``added`` only with enrich rules). A drop or maintenance rule decides here; an alert a flap or
-    threshold rule may hold is appended to ``pending`` (row, flap rule, threshold rule and
-    their state keys, ``_NONE`` / 0 for none; ``count[0]`` entries so far) for ``settle``.
+    (``added`` only with enrich rules). A drop or maintenance rule decides here; an alert a
+    flap or threshold rule may hold is appended to ``pending`` (row, flap rule and threshold
+    rule, ``_NONE`` for none; ``count[0]`` entries so far) for ``settle``, which also fills
+    the entries' state keys.
     Returns the position reached and ``DONE`` or ``NEED_LEARN`` (a value of that alert
     has no class yet: extract and learn from there, then call again from it).
     """
-    ts, fingerprint, status, severity, ci = alerts
+    ts, status, severity, ci = alerts
     e_on, e_prog, e_scratch, e_hits, rule_attr, attr_rows, attr_values, flags = enrich
-    c_on, c_prog, c_scratch, c_hits, rule_sig, by_severity, sig_row, sig_ids = classify
-    m_prog, m_scratch, m_hits, first, memo_on, radix, memo, stages, windows, flap, threshold = main
+    c_on, folded, c_prog, c_scratch, c_hits, rule_sig, by_severity, sig_row, sig_ids = classify
+    m_prog, m_scratch, m_hits, first, memo_on, radix, memo, stages, windows = main
     m_rows, m_class = m_prog[0], m_prog[1]
     main_stage, main_base = stages
     mw_ptr, mw_start, mw_end = windows
-    f_hash, _, _, f_key_ptr, f_key_rows = flap
-    t_hash, _, _, t_key_ptr, t_key_rows = threshold
     fate, rule, sig, by, added = out
-    p_row, p_flap, p_thr, p_fkey, p_tkey, count = pending
+    p_row, p_flap, p_thr, _, _, count = pending
     for i in range(start, ts.shape[0]):
         _extract_one(labels, ci, i, vals)
         c = ci[i]
@@ -388,14 +409,8 @@ def decide(start, alerts, labels, cols, vals, enrich, classify, main, out, pendi
                 return i, NEED_LEARN
             for k in range(n_hits):
                 best = min(best, c_hits[k])
-        if best < _NONE:
-            sig[i] = rule_sig[best]
-            by[i] = best
-        else:
-            sig[i] = by_severity[severity[i]]
-            by[i] = -1
-        if sig_row >= 0:
-            vals[sig_row] = sig_ids[sig[i]]
+        if not folded:
+            _classified(i, best, severity, rule_sig, by_severity, sig, by, sig_row, sig_ids, vals)
         combo = 0
         if memo_on:
             bad = False
@@ -408,13 +423,13 @@ def decide(start, alerts, labels, cols, vals, enrich, classify, main, out, pendi
         n_hits = -1
         known = memo_on and memo[combo, DROP_STAGE] != UNKNOWN
         if known and memo[combo, MAINTENANCE_STAGE] != MANY:
-            for k in range(4):
+            for k in range(STAGES):
                 first[k] = memo[combo, k]
         else:
             n_hits = _scan(m_prog, vals, m_scratch, m_hits)
             if n_hits < 0:
                 return i, NEED_LEARN
-            for k in range(4):
+            for k in range(STAGES):
                 first[k] = _NONE
             maintenance = 0
             for k in range(n_hits):
@@ -422,10 +437,14 @@ def decide(start, alerts, labels, cols, vals, enrich, classify, main, out, pendi
                 first[stage] = min(first[stage], m_hits[k])
                 maintenance += stage == MAINTENANCE_STAGE
             if memo_on:
-                for k in range(4):
+                for k in range(STAGES):
                     memo[combo, k] = first[k]
                 if maintenance > 1:
                     memo[combo, MAINTENANCE_STAGE] = MANY
+        if folded:
+            best = first[CLASSIFY_STAGE]
+            best = best - main_base[CLASSIFY_STAGE] if best < _NONE else _NONE
+            _classified(i, best, severity, rule_sig, by_severity, sig, by, sig_row, sig_ids, vals)
         for r in range(vals.shape[0]):
             cols[r, i] = vals[r]
         firing = status[i] == FIRING
@@ -442,28 +461,17 @@ def decide(start, alerts, labels, cols, vals, enrich, classify, main, out, pendi
                 candidate = main_stage[m_hits[k]] == MAINTENANCE_STAGE and loc < b_maint
                 if candidate and _open(mw_ptr, mw_start, mw_end, loc, ts[i]):
                     b_maint = loc
-        fate[i] = PASSED
-        rule[i] = -1
-        if first[DROP_STAGE] < _NONE:
-            fate[i] = DROPPED
-            rule[i] = b_drop
-        elif b_maint < _NONE:
-            fate[i] = IN_MAINTENANCE
-            rule[i] = b_maint
-        elif first[FLAP_STAGE] < _NONE or (first[THRESHOLD_STAGE] < _NONE and firing):
-            at = count[0]
-            count[0] = at + 1
-            p_row[at] = i
-            p_flap[at] = _NONE
-            p_thr[at] = _NONE
-            p_fkey[at] = ZERO
-            p_tkey[at] = ZERO
-            if first[FLAP_STAGE] < _NONE:
-                p_flap[at] = b_flap
-                p_fkey[at] = _key(f_hash, f_key_ptr, f_key_rows, b_flap, fingerprint[i], vals)
-            if first[THRESHOLD_STAGE] < _NONE:
-                p_thr[at] = b_thr
-                p_tkey[at] = _key(t_hash, t_key_ptr, t_key_rows, b_thr, fingerprint[i], vals)
+        dropped = first[DROP_STAGE] < _NONE
+        suppressed = not dropped and b_maint < _NONE
+        fate[i] = DROPPED if dropped else (IN_MAINTENANCE if suppressed else PASSED)
+        rule[i] = b_drop if dropped else (b_maint if suppressed else -1)
+        flaps = first[FLAP_STAGE] < _NONE
+        counts = first[THRESHOLD_STAGE] < _NONE and firing
+        at = count[0]
+        p_row[at] = i
+        p_flap[at] = b_flap if flaps else _NONE
+        p_thr[at] = b_thr if first[THRESHOLD_STAGE] < _NONE else _NONE
+        count[0] = at + (not dropped and not suppressed and (flaps or counts))
     return ts.shape[0], DONE
 
 
@@ -498,20 +506,30 @@ def _slot(table, key):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def settle(start, pending, ts, status, flap, threshold, state, out):
+def settle(start, pending, alerts, cols, flap, threshold, state, out):
     """Run the flap and threshold stages for ``pending`` entries ``start..``, in order.
 
-    An entry's first key is fetched from memory ``AHEAD`` entries early and its record
-    half that: entries rarely share a key, and waiting for each in turn was most of the
-    stage's time. Returns the position reached and ``DONE``, or ``NEED_STATE`` before an
-    entry the state may have no room for.
+    ``alerts`` is (ts, fingerprint, status) and ``cols`` the label columns ``decide``
+    filled: the entries' state keys are computed from them first. An entry's first key
+    is fetched from memory ``AHEAD`` entries early and its record half that: entries
+    rarely share a key, and waiting for each in turn was most of the stage's time.
+    Returns the position reached and ``DONE``, or ``NEED_STATE`` before an entry the
+    state may have no room for.
     """
     p_row, p_flap, p_thr, p_fkey, p_tkey, count = pending
-    _, f_size, f_within, _, _ = flap
-    _, t_size, t_within, _, _ = threshold
+    ts, fingerprint, status = alerts
+    f_hash, f_size, f_within, f_key_ptr, f_key_rows = flap
+    t_hash, t_size, t_within, t_key_ptr, t_key_rows = threshold
     table, pool, ctr = state
     fate, rule = out
     n = count[0]
+    for j in range(start, n):
+        i = p_row[j]
+        f, r = p_flap[j], p_thr[j]
+        if f < _NONE:
+            p_fkey[j] = _key(f_hash, f_key_ptr, f_key_rows, f, fingerprint[i], cols, i)
+        if r < _NONE:
+            p_tkey[j] = _key(t_hash, t_key_ptr, t_key_rows, r, fingerprint[i], cols, i)
     room = RECORD_HEADER
     for k in range(f_size.shape[0]):
         room = max(room, RECORD_HEADER + f_size[k])
