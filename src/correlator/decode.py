@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from correlator.errors import SourceError
+from correlator.jsonscan import scan_alerts
 from correlator.rejects import Reject
 from correlator.schema import ALERT_SCHEMA, LABELS, TIMESTAMP
 
@@ -129,6 +130,13 @@ def _text_timestamp_column(values: list[str | None]) -> pa.Array | None:
     text = pa.array(values, pa.string())
     if not isinstance(text, pa.StringArray):  # chunked: past 2 GiB of text
         return None
+    return _timestamps_of_text(text)
+
+
+def _timestamps_of_text(text: pa.StringArray) -> pa.Array | None:
+    """``_text_timestamp_column`` of texts already in an Arrow array."""
+    if text.null_count == len(text):
+        return pa.nulls(len(text), TIMESTAMP)
     validity, offsets, data = text.buffers()
     present = (
         np.ones(len(text), dtype=np.bool_)
@@ -337,10 +345,15 @@ def table_from_alerts(alerts: list[_Alert], labels: LabelEncoder = STRING_LABELS
 def _table_with_text_times(payload: bytes, labels: LabelEncoder) -> pa.Table | None:
     """A clean JSON array whose times Arrow parses (a column at a time), as a table.
 
-    Turning a datetime object into an Arrow time costs more than parsing the
-    text; and msgspec need not build the objects. None when anything is
-    off: the caller decodes the exact way.
+    A body in the plain form is read by ``correlator.jsonscan`` without any
+    Python object per alert; otherwise msgspec decodes it with the times left
+    as text (turning a datetime object into an Arrow time costs more than
+    parsing the text). None when anything is off: the caller decodes the
+    exact way.
     """
+    scanned = _scanned_table(payload)
+    if scanned is not None:
+        return labels.from_table(scanned)
     try:
         alerts = _MANY_TEXT_TIMES.decode(payload)
     except (msgspec.MsgspecError, UnicodeDecodeError):
@@ -362,6 +375,35 @@ def _table_with_text_times(payload: bytes, labels: LabelEncoder) -> pa.Table | N
             pa.array(list(map(_STATUS_OF, alerts)), pa.string()),
         ],
         schema=labels.schema,
+    )
+
+
+def _scanned_table(payload: bytes) -> pa.Table | None:
+    """A JSON array in the plain form ``correlator.jsonscan`` reads, as a canonical table."""
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        return None
+    scanned = scan_alerts(payload)
+    if scanned is None:
+        return None
+    times = [
+        _timestamps_of_text(text)
+        for text in (scanned.starts_at, scanned.ends_at, scanned.received_at)
+    ]
+    if any(t is None for t in times):
+        return None
+    return pa.Table.from_arrays(
+        [
+            scanned.labels,
+            scanned.annotations,
+            times[0],
+            times[1],
+            scanned.generator_url,
+            times[2],
+            scanned.status,
+        ],
+        schema=ALERT_SCHEMA,
     )
 
 
