@@ -147,3 +147,59 @@ def test_name_ranks_order_names_as_strings_sort_whatever_ids_are_passed() -> Non
 
 def test_the_wire_schema_differs_from_the_canonical_one_only_in_labels() -> None:
     assert WIRE_SCHEMA.remove(0) == ALERT_SCHEMA.remove(0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(), st.lists(st.dictionaries(st.text(max_size=3), st.text(max_size=3)))
+        ),
+        max_size=6,
+    )
+)
+def test_python_lookups_and_arrow_columns_hand_out_the_same_ids(
+    steps: list[tuple[bool, list[dict[str, str]]]],
+) -> None:
+    """Labels coded from dicts (JSON decoded by msgspec) and from Arrow columns (scanned
+    JSON, Arrow frames) share one sequence of ids, each string with one id."""
+    coder = LabelCoder()
+    keys: list[str] = []
+    values: list[str] = []
+    for from_arrow, maps in steps:
+        if from_arrow:
+            table = pa.Table.from_pylist(
+                [{"labels": list(m.items())} for m in maps], schema=ALERT_SCHEMA
+            )
+            column = coder.from_table(table).column("labels").combine_chunks()
+        else:
+            column = coder.from_dicts(maps)
+        new = coder.take_new()
+        assert (new.first_key, new.first_value) == (len(keys), len(values))
+        keys += new.keys
+        values += new.values
+        assert len(set(keys)) == len(keys) and len(set(values)) == len(values)
+        decoded = [{keys[k]: values[v] for k, v in pairs} for pairs in column.to_pylist()]
+        assert decoded == maps
+
+
+def test_the_compiled_string_table_grows_past_its_first_capacity() -> None:
+    coder = LabelCoder()
+    values = [f"value-{k}-" * (1 + k % 7) for k in range(5000)]
+    table = pa.Table.from_pylist([{"labels": [("k", v)]} for v in values], schema=ALERT_SCHEMA)
+    first = coder.from_table(table).column("labels").combine_chunks()
+    again = coder.from_table(table).column("labels").combine_chunks()
+    assert coder.take_new().values == values
+    assert first.to_pylist() == again.to_pylist() == [[(0, k)] for k in range(5000)]
+
+
+def test_arrow_label_bytes_that_are_not_utf8_refuse_the_stream() -> None:
+    bad = pa.array([b"\xff\xfe"], pa.binary()).cast(pa.string(), safe=False)
+    labels = pa.MapArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array(["k"]), bad)
+    table = pa.table({"labels": labels})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    decoded = decode_arrow_stream(sink.getvalue().to_pybytes(), labels=LabelCoder())
+    assert decoded.table.num_rows == 0
+    assert [r.reason for r in decoded.rejects] == ["bad_arrow"]

@@ -351,17 +351,20 @@ def _read(data, names, lengths):
     every column with its stretch of ``offsets``.
     """
     quotes = 0
+    braces = 0
     for c in data:
         quotes += c == 34
-    strings = quotes // 2 + 1
-    label_ptr = np.zeros(strings + 1, dtype=np.int64)
-    note_ptr = np.zeros(strings + 1, dtype=np.int64)
-    label_spans = np.empty((strings, 4), dtype=np.int64)
-    note_spans = np.empty((strings, 4), dtype=np.int64)
-    label_escapes = np.zeros(strings, dtype=np.bool_)
-    note_escapes = np.zeros(strings, dtype=np.bool_)
-    texts = np.empty((strings, _TEXT_FIELDS, 2), dtype=np.int64)
-    text_escapes = np.zeros((strings, _TEXT_FIELDS), dtype=np.bool_)
+        braces += c == 123
+    alerts = braces // 2 + 1  # an alert opens itself and its labels
+    pairs = quotes // 4 + 1  # a name and a value
+    label_ptr = np.zeros(alerts + 1, dtype=np.int64)
+    note_ptr = np.zeros(alerts + 1, dtype=np.int64)
+    label_spans = np.empty((pairs, 4), dtype=np.int64)
+    note_spans = np.empty((pairs, 4), dtype=np.int64)
+    label_escapes = np.zeros(pairs, dtype=np.bool_)
+    note_escapes = np.zeros(pairs, dtype=np.bool_)
+    texts = np.empty((alerts, _TEXT_FIELDS, 2), dtype=np.int64)
+    text_escapes = np.zeros((alerts, _TEXT_FIELDS), dtype=np.bool_)
     n = scan(
         data, names, lengths, label_ptr, label_spans, label_escapes,
         note_ptr, note_spans, note_escapes, texts, text_escapes,

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from correlator.daemon.strtable import StringTable
 from correlator.decode import Decoded
 from correlator.errors import CorrelatorError
 from correlator.schema import ALERT_SCHEMA
@@ -56,17 +57,40 @@ class WireDecoded(Decoded):
 
 
 class _Ids(dict[str, int]):
-    """Strings to ids, a new string taking the next id (and noted) on its first lookup."""
+    """Strings to ids, a new string taking the next id (and noted) on its first lookup.
+
+    Python strings are looked up in the dict; Arrow string columns are coded by
+    the compiled ``StringTable`` from their buffers. Both hand out the same ids:
+    every string is in both, entered in id order.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.new: list[str] = []
+        self._table = StringTable()
 
     def __missing__(self, text: str) -> int:
-        wire_id = len(self)
+        data = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+        wire_id = int(self._table.code(np.array([0, len(data)], dtype=np.int64), data)[0])
         self[text] = wire_id
         self.new.append(text)
         return wire_id
+
+    def of_strings(self, strings: pa.Array) -> np.ndarray:
+        """The ids of an Arrow string array's values, a null as ``""``; ``pa.ArrowInvalid``
+        when its bytes are not UTF-8."""
+        if strings.null_count:
+            strings = pc.fill_null(strings, "")
+        strings.validate(full=True)
+        _, offsets, data = strings.buffers()
+        bounds = np.frombuffer(offsets, dtype=np.int32)[strings.offset :][: len(strings) + 1]
+        text = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        first = len(self._table)
+        ids = self._table.code(bounds, text)
+        for wire_id, new in enumerate(self._table.strings(first), start=first):
+            self[new] = wire_id
+            self.new.append(new)
+        return ids
 
 
 class LabelCoder:
@@ -137,10 +161,9 @@ def _coded(ids: _Ids, strings: pa.Array) -> np.ndarray:
     if len(strings) == 0:
         return _NO_IDS
     if not pa.types.is_dictionary(strings.type):
-        strings = pc.dictionary_encode(strings)
-    distinct = strings.dictionary.to_pylist()
-    lut = np.fromiter(map(ids.__getitem__, [*distinct, ""]), dtype=np.int32)
-    missing = pa.scalar(len(distinct), strings.indices.type)
+        return ids.of_strings(strings)
+    lut = np.append(ids.of_strings(strings.dictionary), np.int32(ids[""]))
+    missing = pa.scalar(len(strings.dictionary), strings.indices.type)
     indices = pc.fill_null(strings.indices, missing).to_numpy(zero_copy_only=False)
     return lut[indices]
 
