@@ -351,9 +351,9 @@ def _table_with_text_times(payload: bytes, labels: LabelEncoder) -> pa.Table | N
     parsing the text). None when anything is off: the caller decodes the
     exact way.
     """
-    scanned = _scanned_table(payload)
+    scanned = scan_json_array(payload, labels)
     if scanned is not None:
-        return labels.from_table(scanned)
+        return scanned[0]
     try:
         alerts = _MANY_TEXT_TIMES.decode(payload)
     except (msgspec.MsgspecError, UnicodeDecodeError):
@@ -378,8 +378,21 @@ def _table_with_text_times(payload: bytes, labels: LabelEncoder) -> pa.Table | N
     )
 
 
-def _scanned_table(payload: bytes) -> pa.Table | None:
-    """A JSON array in the plain form ``correlator.jsonscan`` reads, as a canonical table."""
+def scan_json_array(
+    payload: bytes, labels: LabelEncoder = STRING_LABELS
+) -> tuple[pa.Table, np.ndarray] | None:
+    """A JSON array of alerts in the plain form ``correlator.jsonscan`` reads: its table
+    (labels built by ``labels``) and where each alert's object lies in ``payload``
+    (start and end per row). None for any other body: ``decode_json`` decodes it."""
+    scanned = _scanned_table(payload)
+    if scanned is None:
+        return None
+    table, elements = scanned
+    return labels.from_table(table), elements
+
+
+def _scanned_table(payload: bytes) -> tuple[pa.Table, np.ndarray] | None:
+    """``scan_json_array`` with the canonical string labels."""
     try:
         payload.decode()
     except UnicodeDecodeError:
@@ -393,18 +406,16 @@ def _scanned_table(payload: bytes) -> pa.Table | None:
     ]
     if any(t is None for t in times):
         return None
-    return pa.Table.from_arrays(
-        [
-            scanned.labels,
-            scanned.annotations,
-            times[0],
-            times[1],
-            scanned.generator_url,
-            times[2],
-            scanned.status,
-        ],
-        schema=ALERT_SCHEMA,
-    )
+    columns = [
+        scanned.labels,
+        scanned.annotations,
+        times[0],
+        times[1],
+        scanned.generator_url,
+        times[2],
+        scanned.status,
+    ]
+    return pa.Table.from_arrays(columns, schema=ALERT_SCHEMA), scanned.elements
 
 
 _EMPTY = ALERT_SCHEMA.empty_table()  # tables are immutable; making one costs ~60 us

@@ -37,10 +37,16 @@ for _k, _name in enumerate(FIELDS):
     _NAMES[_k, : len(_name)] = np.frombuffer(_name.encode(), dtype=np.uint8)
 _NAME_LENGTHS = np.array([len(f) for f in FIELDS], dtype=np.int64)
 _FAILED = -1
+_PLAIN = np.ones(256, dtype=np.bool_)
+_PLAIN[:32] = False  # control characters (and the zero byte past the end)
+_PLAIN[[34, 92]] = False  # the closing quote, an escape
 
 
 class ScannedAlerts(NamedTuple):
-    """The columns of a scanned body; times still as text (``None`` where null or absent)."""
+    """The columns of a scanned body; times still as text (``None`` where null or absent).
+
+    ``elements[i]`` is where alert ``i``'s object starts and ends in the body.
+    """
 
     labels: pa.MapArray
     annotations: pa.MapArray
@@ -49,6 +55,7 @@ class ScannedAlerts(NamedTuple):
     generator_url: pa.StringArray
     received_at: pa.StringArray
     status: pa.StringArray
+    elements: np.ndarray
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -66,6 +73,8 @@ def _string_end(data, p):
     p += 1
     escaped = False
     while True:
+        while _PLAIN[data[p]]:
+            p += 1
         c = data[p]
         if c == 34:
             return p, escaped
@@ -166,14 +175,15 @@ def _null(data, p):
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
 def scan(data, names, lengths, label_ptr, label_spans, label_escapes, note_ptr, note_spans,
-         note_escapes, texts, text_escapes):  # fmt: skip
+         note_escapes, texts, text_escapes, objects):  # fmt: skip
     """Scan a JSON array of alerts (``data`` ends with a zero byte past the body).
 
     Per alert ``i``: its labels are entries ``label_ptr[i]:label_ptr[i + 1]`` of
     ``label_spans`` (name start, name end, value start, value end) and its
     annotations likewise; ``texts[i, f]`` is the start and end of its string field
-    ``f`` (-1 where null or absent). Returns the number of alerts, or ``_FAILED``
-    when the body is not in the plain form or a buffer is too small.
+    ``f`` (-1 where null or absent), and ``objects[i]`` of its whole object. Returns
+    the number of alerts, or ``_FAILED`` when the body is not in the plain form or a
+    buffer is too small.
     """
     n = data.shape[0] - 1
     p = _blank(data, 0)
@@ -192,6 +202,7 @@ def scan(data, names, lengths, label_ptr, label_spans, label_escapes, note_ptr, 
         for f in range(texts.shape[1]):
             texts[alerts, f, 0] = -1
             texts[alerts, f, 1] = -1
+        objects[alerts, 0] = p
         seen = 0
         p = _blank(data, p + 1)
         while True:
@@ -237,6 +248,7 @@ def scan(data, names, lengths, label_ptr, label_spans, label_escapes, note_ptr, 
                 return _FAILED
         if seen & 1 == 0:
             return _FAILED
+        objects[alerts, 1] = p + 1
         alerts += 1
         label_ptr[alerts] = labels
         note_ptr[alerts] = notes
@@ -344,7 +356,7 @@ def cut(data, starts, ends, escapes, offsets, out):
 def _read(data, names, lengths):
     """``scan`` and ``cut`` in one call: (alerts, label offsets, annotation offsets,
     per column its string count, string offsets, string bytes, which strings are
-    present); alerts is ``_FAILED`` when the body is not in the plain form.
+    present, the alerts' objects); alerts is ``_FAILED`` when the body is not in the plain form.
 
     The columns' strings are cut into one buffer in column order (label names,
     label values, annotation names, annotation values, then each string field),
@@ -365,14 +377,24 @@ def _read(data, names, lengths):
     note_escapes = np.zeros(pairs, dtype=np.bool_)
     texts = np.empty((alerts, _TEXT_FIELDS, 2), dtype=np.int64)
     text_escapes = np.zeros((alerts, _TEXT_FIELDS), dtype=np.bool_)
+    objects = np.empty((alerts, 2), dtype=np.int64)
     n = scan(
         data, names, lengths, label_ptr, label_spans, label_escapes,
-        note_ptr, note_spans, note_escapes, texts, text_escapes,
+        note_ptr, note_spans, note_escapes, texts, text_escapes, objects,
     )  # fmt: skip
     counts = np.zeros(4 + _TEXT_FIELDS, dtype=np.int64)
     if n < 0:
         nothing = np.zeros(1, dtype=np.int32)
-        return n, label_ptr[:1], note_ptr[:1], counts, nothing, data[:0], label_escapes[:0]
+        return (
+            n,
+            label_ptr[:1],
+            note_ptr[:1],
+            counts,
+            nothing,
+            data[:0],
+            label_escapes[:0],
+            objects[:0],
+        )
     m, k = label_ptr[n], note_ptr[n]
     counts[0], counts[1], counts[2], counts[3] = m, m, k, k
     counts[4:] = n
@@ -400,7 +422,8 @@ def _read(data, names, lengths):
     out = np.empty(size, dtype=np.uint8)
     if cut(data, starts, ends, escapes, offsets, out) < 0:
         n = _FAILED
-    return n, label_ptr[: n + 1], note_ptr[: n + 1], counts, offsets, out, starts >= 0
+    present = starts >= 0
+    return n, label_ptr[: n + 1], note_ptr[: n + 1], counts, offsets, out, present, objects[:n]
 
 
 def _column(count: int, offsets: np.ndarray, text: pa.Buffer, present: np.ndarray) -> pa.Array:
@@ -417,7 +440,9 @@ def scan_alerts(payload: bytes) -> ScannedAlerts | None:
     data = np.empty(len(payload) + 1, dtype=np.uint8)
     data[:-1] = np.frombuffer(payload, dtype=np.uint8)
     data[-1] = 0
-    n, label_ptr, note_ptr, counts, offsets, out, present = _read(data, _NAMES, _NAME_LENGTHS)
+    n, label_ptr, note_ptr, counts, offsets, out, present, objects = _read(
+        data, _NAMES, _NAME_LENGTHS
+    )
     if n < 0:
         return None
     text = pa.py_buffer(out)
@@ -429,4 +454,4 @@ def scan_alerts(payload: bytes) -> ScannedAlerts | None:
         base += count
     labels = pa.MapArray.from_arrays(label_ptr.astype(np.int32), *columns[:2], type=LABELS)
     annotations = pa.MapArray.from_arrays(note_ptr.astype(np.int32), *columns[2:4], type=LABELS)
-    return ScannedAlerts(labels, annotations, *columns[4:])
+    return ScannedAlerts(labels, annotations, *columns[4:], objects)

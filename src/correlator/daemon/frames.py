@@ -27,6 +27,7 @@ from correlator.decode import (
     decode_arrow_stream,
     decode_json,
     empty_table,
+    scan_json_array,
 )
 from correlator.rejects import Reject
 
@@ -103,13 +104,20 @@ def _one_by_one(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> 
 def _singles(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Decoded:
     """Single-alert JSON messages, decoded in one call while they are all clean.
 
-    The joined array is first parsed raw (no objects built), and it is used
-    only if its elements are exactly the messages: as many, each as long as
-    its message. The joined text has no byte to spare beside the brackets
-    and commas then, so every element is one whole message and two malformed
-    messages can never join into valid alerts.
+    The joined array is used only if its elements are exactly the messages:
+    as many, each where its message lies (the compiled scan says where), or
+    each as long as its message (a raw parse, no objects built, when the scan
+    does not read it). The joined text has no byte to spare beside the
+    brackets and commas then, so every element is one whole message and two
+    malformed messages can never join into valid alerts.
     """
     joined = b"[" + b",".join(payloads) + b"]"
+    scanned = scan_json_array(joined, labels)
+    if scanned is not None and len(scanned[1]) == len(payloads):
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        ends = np.cumsum(lengths + 1)
+        if np.array_equal(scanned[1], np.stack([ends - lengths, ends], axis=1)):
+            return Decoded.clean(scanned[0])
     try:
         elements = _RAW_ARRAY.decode(joined)
     except (msgspec.MsgspecError, UnicodeDecodeError):
