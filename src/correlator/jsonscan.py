@@ -279,15 +279,14 @@ def _hex(data, p):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
-def cut(data, starts, ends, escapes, offsets, out):
-    """Copy the strings ``data[starts[j]:ends[j]]`` one after another into ``out``,
-    unescaping those ``escapes`` marks, with ``offsets`` where each begins (a string
-    with ``starts[j] < 0`` is empty). Returns the bytes written, or ``_FAILED`` for
-    an escape that is no character (a lone surrogate).
+def cut(data, starts, ends, escapes, offsets, base, out, w):
+    """Copy the strings ``data[starts[j]:ends[j]]`` one after another into ``out`` from
+    byte ``w`` on, unescaping those ``escapes`` marks, with ``offsets[base + j]`` where
+    each begins (a string with ``starts[j] < 0`` is empty). Returns where the bytes
+    written end, or ``_FAILED`` for an escape that is no character (a lone surrogate).
     """
-    w = 0
     for j in range(starts.shape[0]):
-        offsets[j] = w
+        offsets[base + j] = w
         s, e = starts[j], ends[j]
         if not escapes[j]:
             for k in range(s, e):
@@ -348,7 +347,7 @@ def cut(data, starts, ends, escapes, offsets, out):
                     c = 9
                 out[w] = c  # ", \ and / stand for themselves
                 w += 1
-    offsets[starts.shape[0]] = w
+    offsets[base + starts.shape[0]] = w
     return w
 
 
@@ -383,53 +382,44 @@ def _read(data, names, lengths):
         note_ptr, note_spans, note_escapes, texts, text_escapes, objects,
     )  # fmt: skip
     counts = np.zeros(4 + _TEXT_FIELDS, dtype=np.int64)
+    read = max(n, 0)
+    presence = texts[:read, :, 0] >= 0
+    strings = 2 * (label_ptr[read] + note_ptr[read]) + _TEXT_FIELDS * read
+    offsets = np.empty(1 + strings, dtype=np.int32)
+    out = np.empty(data.shape[0], dtype=np.uint8)  # strings are disjoint parts of the body
     if n < 0:
-        nothing = np.zeros(1, dtype=np.int32)
-        return (
-            n,
-            label_ptr[:1],
-            note_ptr[:1],
-            counts,
-            nothing,
-            data[:0],
-            label_escapes[:0],
-            objects[:0],
-        )
+        return n, label_ptr[:1], note_ptr[:1], counts, offsets, out, presence, objects[:0]
     m, k = label_ptr[n], note_ptr[n]
     counts[0], counts[1], counts[2], counts[3] = m, m, k, k
     counts[4:] = n
-    total = 2 * m + 2 * k + _TEXT_FIELDS * n
-    starts = np.empty(total, dtype=np.int64)
-    ends = np.empty(total, dtype=np.int64)
-    escapes = np.zeros(total, dtype=np.bool_)
-    starts[:m], ends[:m] = label_spans[:m, 0], label_spans[:m, 1]
-    starts[m : 2 * m], ends[m : 2 * m] = label_spans[:m, 2], label_spans[:m, 3]
-    escapes[m : 2 * m] = label_escapes[:m]
-    at = 2 * m
-    starts[at : at + k], ends[at : at + k] = note_spans[:k, 0], note_spans[:k, 1]
-    at += k
-    starts[at : at + k], ends[at : at + k] = note_spans[:k, 2], note_spans[:k, 3]
-    escapes[at : at + k] = note_escapes[:k]
-    at += k
+    plain = np.zeros(max(m, k), dtype=np.bool_)  # names: the scan refuses escaped ones
+    w, base = 0, 0
+    for spans, escapes, count in ((label_spans, label_escapes, m), (note_spans, note_escapes, k)):
+        w = cut(data, spans[:count, 0], spans[:count, 1], plain, offsets, base, out, w)
+        base += count
+        if w >= 0:
+            w = cut(data, spans[:count, 2], spans[:count, 3], escapes, offsets, base, out, w)
+        base += count
     for f in range(_TEXT_FIELDS):
-        starts[at : at + n], ends[at : at + n] = texts[:n, f, 0], texts[:n, f, 1]
-        escapes[at : at + n] = text_escapes[:n, f]
-        at += n
-    size = 0
-    for j in range(total):
-        size += max(ends[j] - starts[j], 0)
-    offsets = np.empty(total + 1, dtype=np.int32)
-    out = np.empty(size, dtype=np.uint8)
-    if cut(data, starts, ends, escapes, offsets, out) < 0:
+        if w >= 0:
+            w = cut(
+                data, texts[:n, f, 0], texts[:n, f, 1], text_escapes[:n, f], offsets, base, out, w
+            )
+        base += n
+    if w < 0:
         n = _FAILED
-    present = starts >= 0
-    return n, label_ptr[: n + 1], note_ptr[: n + 1], counts, offsets, out, present, objects[:n]
+    return n, label_ptr[: n + 1], note_ptr[: n + 1], counts, offsets, out[:w], presence, objects[:n]
 
 
-def _column(count: int, offsets: np.ndarray, text: pa.Buffer, present: np.ndarray) -> pa.Array:
-    if not present.any():
-        return pa.nulls(count, pa.string())
-    validity = None if present.all() else pa.py_buffer(np.packbits(present, bitorder="little"))
+def _column(
+    count: int, offsets: np.ndarray, text: pa.Buffer, present: np.ndarray | None
+) -> pa.Array:
+    """A string column cut by ``_read``; ``present`` marks its non-null rows (None: all)."""
+    validity = None
+    if present is not None and not present.all():
+        if not present.any():
+            return pa.nulls(count, pa.string())
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), text, validity)
 
 
@@ -440,7 +430,7 @@ def scan_alerts(payload: bytes) -> ScannedAlerts | None:
     data = np.empty(len(payload) + 1, dtype=np.uint8)
     data[:-1] = np.frombuffer(payload, dtype=np.uint8)
     data[-1] = 0
-    n, label_ptr, note_ptr, counts, offsets, out, present, objects = _read(
+    n, label_ptr, note_ptr, counts, offsets, out, presence, objects = _read(
         data, _NAMES, _NAME_LENGTHS
     )
     if n < 0:
@@ -448,9 +438,9 @@ def scan_alerts(payload: bytes) -> ScannedAlerts | None:
     text = pa.py_buffer(out)
     columns = []
     base = 0
-    for count in counts.tolist():
-        bounds = offsets[base : base + count + 1]
-        columns.append(_column(count, bounds, text, present[base : base + count]))
+    for c, count in enumerate(counts.tolist()):
+        present = presence[:, c - 4] if c >= 4 else None
+        columns.append(_column(count, offsets[base : base + count + 1], text, present))
         base += count
     labels = pa.MapArray.from_arrays(label_ptr.astype(np.int32), *columns[:2], type=LABELS)
     annotations = pa.MapArray.from_arrays(note_ptr.astype(np.int32), *columns[2:4], type=LABELS)
