@@ -129,9 +129,10 @@ class LabelCoder:
     def from_table(self, table: pa.Table) -> pa.Table:
         """A conformed Arrow table in ``WIRE_SCHEMA``: its labels as wire ids, the rest cast.
 
-        Only each chunk's distinct strings pass through Python (Arrow
-        dictionary-encodes them first); a null label value reads as ``""``,
-        as the normalizer reads it.
+        The strings are coded from the columns' buffers by a compiled table
+        (``strtable``); only one never seen before becomes a Python string. A
+        null label value reads as ``""``, as the normalizer reads it; label
+        bytes that are not UTF-8 raise ``pa.ArrowInvalid``.
         """
         chunks = [self._chunk(chunk) for chunk in table.column("labels").chunks]
         labels = pa.chunked_array(chunks, type=WIRE_LABELS)
