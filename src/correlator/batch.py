@@ -393,18 +393,32 @@ def _empty_batch() -> AlertBatch:
     )
 
 
+def concat_labels(
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels in CSR form (offsets, name ids, value ids), one after the other, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int32)
+        return np.zeros(1, dtype=np.int64), empty, empty
+    bases = np.cumsum([0] + [int(ptr[-1]) for ptr, _, _ in parts[:-1]])
+    ptr = np.concatenate(
+        [np.zeros(1, dtype=np.int64)]
+        + [part[1:] + base for (part, _, _), base in zip(parts, bases, strict=True)]
+    )
+    keys = np.concatenate([k for _, k, _ in parts])
+    values = np.concatenate([v for _, _, v in parts])
+    return ptr, keys, values
+
+
 def concat_batches(batches: Sequence[AlertBatch]) -> AlertBatch:
     """One batch holding ``batches`` in order (ids must come from one vocabulary)."""
     if not batches:
         return _empty_batch()
     if len(batches) == 1:
         return batches[0]
-    sizes = [int(b.label_ptr[-1]) for b in batches]
-    bases = np.cumsum([0, *sizes[:-1]])
-    ptr = np.concatenate(
-        [np.zeros(1, dtype=np.int64)]
-        + [b.label_ptr[1:] + base for b, base in zip(batches, bases, strict=True)]
-    )
+    ptr, keys, values = concat_labels([(b.label_ptr, b.label_key, b.label_value) for b in batches])
     return AlertBatch(
         ts=np.concatenate([b.ts for b in batches]),
         fingerprint=np.concatenate([b.fingerprint for b in batches]),
@@ -414,7 +428,7 @@ def concat_batches(batches: Sequence[AlertBatch]) -> AlertBatch:
         severity=np.concatenate([b.severity for b in batches]),
         status=np.concatenate([b.status for b in batches]),
         label_ptr=ptr,
-        label_key=np.concatenate([b.label_key for b in batches]),
-        label_value=np.concatenate([b.label_value for b in batches]),
+        label_key=keys,
+        label_value=values,
         row=np.concatenate([b.row for b in batches]),
     )

@@ -228,7 +228,7 @@ class _Snapshot:
 
 def _service_words(topology: Topology | None) -> int:
     """How many 64-bit words the topology's business-service bitsets take."""
-    return topology._service_reach.shape[1] if topology is not None else 0
+    return topology.service_reach.shape[1] if topology is not None else 0
 
 
 def _bit_names(words: list[int], names: list[str]) -> list[str]:
@@ -655,8 +655,8 @@ class Correlator:
                 rows,
                 ci_ptr,
                 cis,
-                topology._component,
-                topology._service_reach,
+                topology.component,
+                topology.service_reach,
                 self._service_words,
             )
             grew = np.flatnonzero(added.any(axis=1))
@@ -676,7 +676,7 @@ class Correlator:
             if hi > lo and topology is not None and self._ci_type is not None:
                 snap.add_cis(cis_list[lo:hi], topology, self._ci_type)
                 if e in services:
-                    snap.add_services(_bit_names(services[e], topology._service_ids))
+                    snap.add_services(_bit_names(services[e], topology.service_ids))
             if row[V_KIND] == EV_RESOLVE:
                 del snapshots[j]
             events.append(self._materialize(row, snap))

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from correlator.batch import AlertBatch
+from correlator.batch import AlertBatch, concat_labels
 from correlator.correlate.layout import DROP_DEDUPLICATED, DROP_INFORMATIONAL, DROP_ORPHAN_RESOLVE
 from correlator.daemon import snapshot
 from correlator.daemon.config import DaemonConfig
@@ -423,7 +423,7 @@ class Daemon:
         table = self._stamp(
             pa.concat_tables(tables) if tables else _UNLABELLED.empty_table(), arrivals
         )
-        ptr, keys, values = _concat_labels(labels)
+        ptr, keys, values = concat_labels(labels)
         first = bounds[0]
         rows = np.arange(first, first + table.num_rows, dtype=np.int64)
         batch, rejects = self.pipeline.normalizer.normalize_interned(table, ptr, keys, values, rows)
@@ -525,25 +525,6 @@ class Daemon:
             time.perf_counter() - started,
         )
         self.recovery_seconds = time.perf_counter() - started
-
-
-def _concat_labels(
-    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels in CSR form (offsets, name ids, value ids), one after the other, as one."""
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        empty = np.zeros(0, dtype=np.int32)
-        return np.zeros(1, dtype=np.int64), empty, empty
-    bases = np.cumsum([0] + [int(ptr[-1]) for ptr, _, _ in parts[:-1]])
-    ptr = np.concatenate(
-        [np.zeros(1, dtype=np.int64)]
-        + [part[1:] + base for (part, _, _), base in zip(parts, bases, strict=True)]
-    )
-    keys = np.concatenate([k for _, k, _ in parts])
-    values = np.concatenate([v for _, _, v in parts])
-    return ptr, keys, values
 
 
 def run_daemon(config: DaemonConfig, stop_signals: Sequence[int] = ()) -> None:

@@ -56,6 +56,9 @@ class Topology:
     dominator tree and ``tout`` the exclusive end of its subtree, so x dominates y (x == y
     included) iff ``tin[x] <= tin[y] < tout[x]``, and ``euler_order[tin[x]:tout[x]]`` are the
     CIs x dominates. ``is_business_service`` marks CIs whose type is a business-service type.
+    ``component`` is each CI's strongly connected component of the impact graph, and
+    ``service_reach[c]`` the bitset (uint64 words) of the business services a failure in
+    component ``c`` reaches, bit ``j`` standing for ``service_ids[j]``.
     """
 
     n_cis: int
@@ -76,10 +79,10 @@ class Topology:
     tout: np.ndarray
     euler_order: np.ndarray
     is_business_service: np.ndarray
+    component: np.ndarray
+    service_reach: np.ndarray
+    service_ids: list[str]
     _keys: dict[str, int]
-    _component: np.ndarray
-    _service_reach: np.ndarray
-    _service_ids: list[str]
 
     def __repr__(self) -> str:
         return f"Topology(n_cis={self.n_cis}, impact_edges={self.n_impact_edges})"
@@ -120,10 +123,10 @@ class Topology:
         not in the CMDB) are ignored. Costs one bitset row per CI, however large the graph.
         """
         cis = np.asarray(cis, dtype=np.int64)
-        rows = self._service_reach[self._component[cis[cis >= 0]]]
+        rows = self.service_reach[self.component[cis[cis >= 0]]]
         words = np.bitwise_or.reduce(rows, axis=0).astype("<u8")
         bits = np.unpackbits(words.view(np.uint8), bitorder="little")
-        return sorted(self._service_ids[j] for j in np.flatnonzero(bits))
+        return sorted(self.service_ids[j] for j in np.flatnonzero(bits))
 
     def impact(self, x: int) -> dict[str, Any]:
         """What a failure of ``x`` takes down, ``x`` itself not counted.
@@ -222,10 +225,10 @@ def compile_topology(
         tout=tout,
         euler_order=euler_order,
         is_business_service=is_service,
+        component=component,
+        service_reach=reach,
+        service_ids=[cmdb.ids[i] for i in services],
         _keys=keys,
-        _component=component,
-        _service_reach=reach,
-        _service_ids=[cmdb.ids[i] for i in services],
     )
     for value in vars(topology).values():
         if isinstance(value, np.ndarray):
