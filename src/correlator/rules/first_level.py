@@ -167,7 +167,9 @@ class CompiledRules:
     ``programs`` also holds the second level's selectors compiled over the same
     columns, by ``stage.field`` (``inhibit.source``, ``inhibit.target``,
     ``pair.problem``, ``pair.recovery``, ``group``, ``respond``); selector k is
-    rule k of that stage.
+    rule k of that stage. ``classify_folded`` says whether the classify rules are
+    the main program's last stage (no main rule reads ``significance``; see
+    ``kernel``) rather than a program of their own.
     """
 
     def __init__(self, rules: RuleSet, vocab: Vocabulary, topology: Topology | None) -> None:
