@@ -125,8 +125,6 @@ def _text_timestamp_column(values: list[str | None]) -> pa.Array | None:
     text is not in the plain form that loop reads (``_parse_rfc3339``) or
     is out of range: the caller then decodes the datetimes with msgspec.
     """
-    if values.count(None) == len(values):
-        return pa.nulls(len(values), TIMESTAMP)
     text = pa.array(values, pa.string())
     if not isinstance(text, pa.StringArray):  # chunked: past 2 GiB of text
         return None
