@@ -32,10 +32,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from correlator.batch import Normalizer
 from correlator.daemon.config import ZmqConfig, load_config
 from correlator.daemon.service import Daemon
 from correlator.eventlog import EventLog, segments
 from correlator.schema import ALERT_SCHEMA
+from correlator.vocab import Vocabulary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay_bench import prepare  # the storm cache shared with replay_bench
@@ -59,19 +61,23 @@ def _config(state: Path, cmdb: Path):
 
 
 def _append(log: EventLog, table: pa.Table) -> None:
+    """Log ``table`` in the daemon's batches, its labels interned as the daemon does."""
+    normalizer = Normalizer(log.vocab)
     for start in range(0, table.num_rows, BATCH):
-        log.append(table.slice(start, BATCH))
+        part = table.slice(start, BATCH)
+        ptr, keys, values = normalizer.intern_labels(part.column("labels"))
+        log.append(part.drop_columns(["labels"]), ptr, keys, values)
 
 
 def build_state(state: Path, cmdb: Path, table: pa.Table, covered: int) -> None:
     """A crashed daemon's folder: a snapshot of ``covered`` alerts, the rest only logged."""
-    log = EventLog(state / "eventlog")
+    log = EventLog(state / "eventlog", Vocabulary())
     _append(log, table.slice(0, covered))
     log.close()
     daemon = Daemon(_config(state, cmdb))  # replays the covered part (no snapshot yet)
     daemon.start()
     daemon.stop()  # drains the sink and writes the snapshot
-    log = EventLog(state / "eventlog")
+    log = EventLog(state / "eventlog", Vocabulary())
     _append(log, table.slice(covered))
     # No close: the open segment stays an Arrow stream, as after kill -9.
 

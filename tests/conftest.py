@@ -1,13 +1,15 @@
-"""Shared test helpers: a small hand-drawn network and an alert builder."""
+"""Shared test helpers: a small hand-drawn network, an alert builder, labels as strings."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from correlator.topology import Topology, load_topology
+from correlator.vocab import Vocabulary
 
 BASE = "2026-11-27T10:00:00Z"
 
@@ -74,3 +76,14 @@ def alert(
     if status == "resolved":
         body["endsAt"] = stamp(at)
     return body
+
+
+def label_pairs(
+    vocab: Vocabulary, ptr: np.ndarray, keys: np.ndarray, values: np.ndarray
+) -> list[list[tuple[str, str]]]:
+    """Labels in CSR form (vocabulary ids) as (name, value) pairs per alert."""
+    names, texts = vocab.string_array(keys).to_pylist(), vocab.string_array(values).to_pylist()
+    return [
+        list(zip(names[a:b], texts[a:b], strict=True))
+        for a, b in zip(ptr[:-1] - ptr[0], ptr[1:] - ptr[0], strict=True)
+    ]

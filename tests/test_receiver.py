@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 import zmq
 
+from conftest import label_pairs
 from correlator.daemon.config import ZmqConfig
 from correlator.daemon.frames import decode_frames, frame_from_parts
 from correlator.daemon.receiver import (
@@ -104,7 +105,7 @@ def _label_strings(got: list[tuple[Decoded, str]]) -> list[list[tuple[str, str]]
         wire.learn(decoded.strings)
         if decoded.table.num_rows:
             ptr, keys, values = wire.labels(decoded.table.column("labels"))
-            labels.extend(vocab.label_maps(ptr, keys, values).to_pylist())
+            labels.extend(label_pairs(vocab, ptr, keys, values))
     return labels
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import label_pairs
 from correlator.batch import Normalizer
 from correlator.daemon.frames import Frame, decode_frames
 from correlator.daemon.receiver import HEADER, decode_result, encode_result
@@ -66,7 +67,7 @@ def test_wire_ids_give_the_batches_string_labels_give(bursts: list[list[dict]]) 
         assert wired.table.drop_columns(["labels"]).equals(plain.table.drop_columns(["labels"]))
         translator.learn(wired.strings)
         ptr, keys, values = translator.labels(wired.table.column("labels"))
-        assert wire_vocab.label_maps(ptr, keys, values).to_pylist() == (
+        assert label_pairs(wire_vocab, ptr, keys, values) == (
             plain.table.column("labels").to_pylist()
         )
         a, a_rejects = by_ids.normalize_interned(wired.table, ptr, keys, values, wired.index)
@@ -97,7 +98,7 @@ def test_arrow_frames_are_coded_too_nulls_reading_as_empty() -> None:
     translator = LabelTranslator(vocab)
     translator.learn(coder.take_new())
     ptr, keys, values = translator.labels(decoded.table.column("labels"))
-    assert vocab.label_maps(ptr, keys, values).to_pylist() == [
+    assert label_pairs(vocab, ptr, keys, values) == [
         [("alertname", "A"), ("instance", "")],
         [("alertname", "A")],
     ]
@@ -118,7 +119,7 @@ def test_new_strings_are_handed_out_once_and_a_gap_is_refused() -> None:
     translator.learn(second)
 
 
-def test_label_maps_copy_strings_out_of_a_growing_vocabulary() -> None:
+def test_string_arrays_copy_strings_out_of_a_growing_vocabulary() -> None:
     vocab = Vocabulary()
     expected = []
     for round_ in range(50):  # the buffer grows many times, some ids already handed out
@@ -128,9 +129,8 @@ def test_label_maps_copy_strings_out_of_a_growing_vocabulary() -> None:
         expected.extend(texts)
         assert [vocab[i] for i in ids] == texts
     ids = vocab.intern_many(expected)
-    ptr = np.array([0, len(ids)], dtype=np.int64)
-    column = vocab.label_maps(ptr, ids, ids[::-1].copy())
-    assert column.to_pylist() == [list(zip(expected, expected[::-1], strict=True))]
+    assert vocab.string_array(ids).to_pylist() == expected
+    assert vocab.string_array(ids[::-1].copy()).to_pylist() == expected[::-1]
     buffer, offsets = vocab.byte_buffer()
     assert [bytes(buffer[offsets[i] : offsets[i + 1]]).decode() for i in ids] == expected
 

@@ -11,6 +11,16 @@ Sealing is paced: a burst of a tenth of a CPU second every few seconds of
 a storm delays the alerts behind it, so the thread rests between row
 groups, unless the next rotation waits for it.
 ``correlator replay`` reads a log folder directly.
+
+Label strings are written once per segment, not once per alert. The
+correlation loop holds every label as a ``Vocabulary`` id; copying those
+strings out again for every logged alert was a quarter of the loop's time.
+So the stream stores labels as ``map<int32, int32>`` of segment-local
+string ids, and each batch carries, in its custom metadata, the strings
+first used by it (a batch is written whole or not at all, so its strings
+come with it). Sealing writes each row group's labels as dictionary
+columns over the strings that row group uses: Parquet's dictionary
+encoding, so readers see ordinary string maps.
 """
 
 from __future__ import annotations
@@ -18,13 +28,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from correlator.schema import ALERT_SCHEMA
+from correlator.vocab import Vocabulary
 
 _PREFIX = "events-"
 # Column statistics are kept where a reader can prune by them (times, status);
@@ -33,6 +44,16 @@ _PREFIX = "events-"
 _STATISTICS = ["startsAt", "endsAt", "receivedAt", "status"]
 # Rows per row group when sealing: the unit of work between two rests.
 _SEAL_ROWS = 32_768
+# The open segment's labels: segment-local string ids.
+_ID_LABELS = pa.map_(pa.int32(), pa.int32())
+STREAM_SCHEMA = ALERT_SCHEMA.set(0, pa.field("labels", _ID_LABELS, nullable=False))
+_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+SEALED_SCHEMA = ALERT_SCHEMA.set(
+    0, pa.field("labels", pa.map_(_DICTIONARY, _DICTIONARY), nullable=False)
+)
+# A batch's new strings, as the offsets and UTF-8 bytes of an Arrow string array.
+_OFFSETS, _DATA = b"correlator.strings.offsets", b"correlator.strings.data"
+_NO_STRINGS = pa.array([], pa.string())
 
 
 def _first_row(path: Path) -> int:
@@ -53,26 +74,64 @@ def segments(directory: str | Path) -> list[Path]:
     return sorted(found.values(), key=_first_row)
 
 
-def _read_stream(path: Path) -> Iterator[pa.RecordBatch]:
-    """The whole batches of a stream segment, stopping quietly at a torn tail."""
+def _read_stream(path: Path) -> tuple[pa.Table, pa.StringArray]:
+    """The whole batches of a stream segment, and the strings its label ids name.
+
+    Reading stops quietly at a torn tail. A stream written before labels
+    were stored as ids (string maps, no strings) reads as it is.
+    """
+    batches, strings = [], [_NO_STRINGS]
+    schema = STREAM_SCHEMA
     try:
         reader = pa.ipc.open_stream(pa.memory_map(str(path)))
     except (pa.ArrowInvalid, OSError):
-        return
+        return schema.empty_table(), _NO_STRINGS
+    schema = reader.schema
     while True:
         try:
-            yield reader.read_next_batch()
-        except StopIteration:
-            return
-        except (pa.ArrowInvalid, OSError):
-            return
+            batch, metadata = reader.read_next_batch_with_custom_metadata()
+        except (StopIteration, pa.ArrowInvalid, OSError):
+            break
+        batches.append(batch)
+        if metadata is not None and _OFFSETS in metadata:
+            offsets, data = pa.py_buffer(metadata[_OFFSETS]), pa.py_buffer(metadata[_DATA])
+            count = len(offsets) // 4 - 1
+            strings.append(pa.StringArray.from_buffers(count, offsets, data))
+    return pa.Table.from_batches(batches, schema=schema), pa.concat_arrays(strings)
+
+
+def _labels_of_ids(
+    labels: pa.ChunkedArray, strings: pa.StringArray, start: int, stop: int
+) -> pa.MapArray:
+    """Rows ``start:stop`` of a label-id column as a map of dictionary strings.
+
+    Each dictionary holds only the strings those rows use, so a row group
+    stores its own strings and no more.
+    """
+    chunk = labels.slice(start, stop - start).combine_chunks()
+    offsets = chunk.offsets.to_numpy()
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    children = []
+    for ids in (chunk.keys, chunk.items):
+        ids = ids.slice(lo, hi - lo).to_numpy()
+        used = np.zeros(len(strings), dtype=np.bool_)
+        used[ids] = True
+        local = np.cumsum(used, dtype=np.int32) - 1
+        children.append(
+            pa.DictionaryArray.from_arrays(local[ids], strings.take(np.flatnonzero(used)))
+        )
+    return pa.MapArray.from_arrays(offsets - np.int32(lo), *children)
 
 
 def read_segment(path: Path) -> pa.Table:
     """One segment as a canonical table."""
     if path.suffix == ".parquet":
         return pq.read_table(path).cast(ALERT_SCHEMA)
-    return pa.Table.from_batches(list(_read_stream(path)), schema=ALERT_SCHEMA)
+    table, strings = _read_stream(path)
+    if table.schema.field("labels").type == _ID_LABELS:
+        labels = _labels_of_ids(table.column("labels"), strings, 0, table.num_rows)
+        table = table.set_column(0, SEALED_SCHEMA.field("labels"), labels)
+    return table.cast(ALERT_SCHEMA)
 
 
 def read_log(directory: str | Path, *, after: int = 0) -> pa.Table:
@@ -90,11 +149,15 @@ def read_log(directory: str | Path, *, after: int = 0) -> pa.Table:
 
 
 class EventLog:
-    """Appends accepted alerts to the log folder; one writer (the correlation loop)."""
+    """Appends accepted alerts to the log folder; one writer (the correlation loop).
+
+    Labels come as ids of ``vocab``, the vocabulary the writer interns into.
+    """
 
     def __init__(
         self,
         directory: str | Path,
+        vocab: Vocabulary,
         *,
         max_file_bytes: int = 64 << 20,
         max_file_age: float = 3600.0,
@@ -102,6 +165,7 @@ class EventLog:
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.vocab = vocab
         self.max_file_bytes = max_file_bytes
         self.max_file_age = max_file_age
         self.retention_bytes = retention_bytes
@@ -118,24 +182,58 @@ class EventLog:
         self._sink: pa.BufferedOutputStream | None = None
         self._path: Path | None = None
         self._opened = 0.0
+        # Vocabulary id to segment-local id (-1: not yet in this segment).
+        self._local = np.full(0, -1, dtype=np.int32)
+        self._known = 0
         self._sealing: threading.Thread | None = None
         self._hurry = threading.Event()
 
-    def append(self, table: pa.Table) -> None:
-        """Log ``table`` (canonical columns, ``receivedAt`` set) and flush it."""
+    def append(
+        self, table: pa.Table, ptr: np.ndarray, keys: np.ndarray, values: np.ndarray
+    ) -> None:
+        """Log the alerts of ``table`` (the canonical columns but labels, ``receivedAt``
+        set) and flush them; their labels are the CSR ``ptr``/``keys``/``values`` of
+        vocabulary ids, as in an ``AlertBatch``."""
         if table.num_rows == 0:
             return
         if self._writer is None:
             self._open()
         assert self._writer is not None and self._sink is not None
-        self._writer.write_table(
-            table if table.schema == ALERT_SCHEMA else table.cast(ALERT_SCHEMA)
+        local_keys, local_values, metadata = self._localize(keys, values)
+        labels = pa.MapArray.from_arrays(
+            np.asarray(ptr, dtype=np.int32) - np.int32(ptr[0]), local_keys, local_values
         )
+        rest = table.select(STREAM_SCHEMA.names[1:])
+        if rest.schema != STREAM_SCHEMA.remove(0):
+            rest = rest.cast(STREAM_SCHEMA.remove(0))
+        whole = rest.add_column(0, STREAM_SCHEMA.field("labels"), labels)
+        for k, batch in enumerate(whole.to_batches()):
+            self._writer.write_batch(batch, custom_metadata=metadata if k == 0 else None)
         self._sink.flush()
         self.rows += table.num_rows
         too_big = self._sink.tell() >= self.max_file_bytes
         if too_big or time.monotonic() - self._opened >= self.max_file_age:
             self.rotate()
+
+    def _localize(
+        self, keys: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[bytes, bytes] | None]:
+        """Label ids as segment-local ids, and the metadata naming the strings new to it."""
+        if len(self._local) < len(self.vocab):
+            grown = np.full(max(len(self.vocab), 2 * len(self._local)), -1, dtype=np.int32)
+            grown[: len(self._local)] = self._local
+            self._local = grown
+        local_keys, local_values = self._local[keys], self._local[values]
+        unseen = np.concatenate([keys[local_keys < 0], values[local_values < 0]])
+        if not len(unseen):
+            return local_keys, local_values, None
+        new = np.unique(unseen)
+        self._local[new] = np.arange(self._known, self._known + len(new), dtype=np.int32)
+        self._known += len(new)
+        strings = self.vocab.string_array(new)
+        _, offsets, data = strings.buffers()
+        metadata = {_OFFSETS: offsets.to_pybytes(), _DATA: data.to_pybytes() if data else b""}
+        return self._local[keys], self._local[values], metadata
 
     def rotate(self) -> None:
         """Start a new segment; the full one is sealed as Parquet in the background.
@@ -180,8 +278,10 @@ class EventLog:
         self._path = self.directory / f"{_PREFIX}{self.rows:012d}.arrows"
         # One write call per batch instead of one per column buffer.
         self._sink = pa.BufferedOutputStream(pa.OSFile(str(self._path), "wb"), 1 << 20)
-        self._writer = pa.ipc.new_stream(self._sink, ALERT_SCHEMA)
+        self._writer = pa.ipc.new_stream(self._sink, STREAM_SCHEMA)
         self._opened = time.monotonic()
+        self._local[:] = -1
+        self._known = 0
 
     @staticmethod
     def _seal(path: Path, hurry: threading.Event | None = None) -> None:
@@ -190,14 +290,21 @@ class EventLog:
         With ``hurry``, the thread rests after each row group as long as
         writing it took (half a CPU at most), until ``hurry`` is set.
         """
-        table = pa.Table.from_batches(list(_read_stream(path)), schema=ALERT_SCHEMA)
+        table, strings = _read_stream(path)
         if table.num_rows:
+            ids = table.schema.field("labels").type == _ID_LABELS
+            schema = SEALED_SCHEMA if ids else ALERT_SCHEMA
             target = path.with_suffix(".parquet")
             partial = target.with_suffix(".parquet.tmp")
-            with pq.ParquetWriter(partial, ALERT_SCHEMA, write_statistics=_STATISTICS) as writer:
+            with pq.ParquetWriter(partial, schema, write_statistics=_STATISTICS) as writer:
                 for start in range(0, table.num_rows, _SEAL_ROWS):
                     began = time.perf_counter()
-                    writer.write_table(table.slice(start, _SEAL_ROWS))
+                    stop = min(start + _SEAL_ROWS, table.num_rows)
+                    part = table.slice(start, stop - start)
+                    if ids:
+                        labels = _labels_of_ids(table.column("labels"), strings, start, stop)
+                        part = part.set_column(0, schema.field("labels"), labels)
+                    writer.write_table(part.cast(schema))
                     if hurry is not None:
                         hurry.wait(time.perf_counter() - began)
             os.replace(partial, target)

@@ -15,8 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from correlator.schema import LABELS
-
 
 class Vocabulary:
     """An append-only table of strings with their UTF-8 bytes in one buffer."""
@@ -99,20 +97,14 @@ class Vocabulary:
         offsets = self._bytes_offsets[: count + 1]
         return self._bytes[: int(offsets[-1])], offsets
 
-    def label_maps(self, ptr: np.ndarray, keys: np.ndarray, values: np.ndarray) -> pa.MapArray:
-        """Labels in CSR form (``AlertBatch``'s ``label_ptr``/``label_key``/``label_value``)
-        as an Arrow string map column, the way the event log stores them.
+    def string_array(self, ids: np.ndarray) -> pa.StringArray:
+        """The strings behind ``ids`` as an Arrow string array.
 
-        The strings are copied out of the byte buffer by one compiled loop, so
-        no Python string is made per label.
+        The bytes are copied out of the byte buffer by one compiled loop, so
+        no Python string is made per id.
         """
         buffer, offsets = self.byte_buffer()
-        return pa.MapArray.from_arrays(
-            pa.array(np.asarray(ptr, dtype=np.int32) - np.int32(ptr[0])),
-            _string_array(buffer, offsets, keys),
-            _string_array(buffer, offsets, values),
-            type=LABELS,
-        )
+        return _string_array(buffer, offsets, ids)
 
     def name_rank(self, label_names: np.ndarray) -> np.ndarray:
         """Ranks that order label-name ids as their strings sort.

@@ -133,6 +133,7 @@ class Daemon:
         self.event_log = (
             EventLog(
                 self.state_dir / "eventlog",
+                self.vocab,
                 max_file_bytes=config.event_log.max_file_bytes,
                 max_file_age=config.event_log.max_file_age / 1e9,
                 retention_bytes=config.event_log.retention_bytes,
@@ -393,8 +394,8 @@ class Daemon:
         Per-call costs of Arrow and numpy are paid once per batch, not once
         per message; rejects are traced back to their source by row range.
         Labels become vocabulary ids per arrival (a gather for the ZeroMQ
-        intake's wire ids, interning for the rest); the event log gets them
-        back as strings, copied out of the vocabulary in one pass.
+        intake's wire ids, interning for the rest), and the event log takes
+        them as ids.
         """
         if not arrivals:
             return
@@ -439,8 +440,7 @@ class Daemon:
         # Log before correlating (write-ahead): once an alert's effects are
         # emitted, it is in the log, so a crash can replay it.
         if self.event_log is not None and len(batch):
-            strings = self.vocab.label_maps(batch.label_ptr, batch.label_key, batch.label_value)
-            self.event_log.append(table.add_column(0, ALERT_SCHEMA.field("labels"), strings))
+            self.event_log.append(table, batch.label_ptr, batch.label_key, batch.label_value)
         self._correlate(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
