@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -121,6 +122,22 @@ def _labels_of_ids(
             pa.DictionaryArray.from_arrays(local[ids], strings.take(np.flatnonzero(used)))
         )
     return pa.MapArray.from_arrays(offsets - np.int32(lo), *children)
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def _localized(local, known, ids, out, fresh):
+    """``ids`` as local ids into ``out``; an id new to the segment takes the next local
+    id and is noted in ``fresh``, in order of first use. Returns the ids known after."""
+    n = 0
+    for i in range(ids.shape[0]):
+        x = local[ids[i]]
+        if x < 0:
+            x = known + n
+            local[ids[i]] = x
+            fresh[n] = ids[i]
+            n += 1
+        out[i] = x
+    return known + n
 
 
 def read_segment(path: Path) -> pa.Table:
@@ -223,17 +240,16 @@ class EventLog:
             grown = np.full(max(len(self.vocab), 2 * len(self._local)), -1, dtype=np.int32)
             grown[: len(self._local)] = self._local
             self._local = grown
-        local_keys, local_values = self._local[keys], self._local[values]
-        unseen = np.concatenate([keys[local_keys < 0], values[local_values < 0]])
-        if not len(unseen):
+        local_keys, local_values = np.empty_like(keys), np.empty_like(values)
+        fresh = np.empty(len(keys) + len(values), dtype=np.int32)
+        known = _localized(self._local, self._known, keys, local_keys, fresh)
+        known = _localized(self._local, known, values, local_values, fresh[known - self._known :])
+        new, self._known = fresh[: known - self._known], known
+        if not len(new):
             return local_keys, local_values, None
-        new = np.unique(unseen)
-        self._local[new] = np.arange(self._known, self._known + len(new), dtype=np.int32)
-        self._known += len(new)
-        strings = self.vocab.string_array(new)
-        _, offsets, data = strings.buffers()
+        _, offsets, data = self.vocab.string_array(new).buffers()
         metadata = {_OFFSETS: offsets.to_pybytes(), _DATA: data.to_pybytes() if data else b""}
-        return self._local[keys], self._local[values], metadata
+        return local_keys, local_values, metadata
 
     def rotate(self) -> None:
         """Start a new segment; the full one is sealed as Parquet in the background.
