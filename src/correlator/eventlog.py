@@ -47,9 +47,10 @@ _STATISTICS = ["startsAt", "endsAt", "receivedAt", "status"]
 _SEAL_ROWS = 32_768
 # The open segment's labels: segment-local string ids.
 _ID_LABELS = pa.map_(pa.int32(), pa.int32())
-STREAM_SCHEMA = ALERT_SCHEMA.set(0, pa.field("labels", _ID_LABELS, nullable=False))
+_STREAM_SCHEMA = ALERT_SCHEMA.set(0, pa.field("labels", _ID_LABELS, nullable=False))
+_UNLABELLED = ALERT_SCHEMA.remove(0)
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
-SEALED_SCHEMA = ALERT_SCHEMA.set(
+_SEALED_SCHEMA = ALERT_SCHEMA.set(
     0, pa.field("labels", pa.map_(_DICTIONARY, _DICTIONARY), nullable=False)
 )
 # A batch's new strings, as the offsets and UTF-8 bytes of an Arrow string array.
@@ -82,7 +83,7 @@ def _read_stream(path: Path) -> tuple[pa.Table, pa.StringArray]:
     were stored as ids (string maps, no strings) reads as it is.
     """
     batches, strings = [], [_NO_STRINGS]
-    schema = STREAM_SCHEMA
+    schema = _STREAM_SCHEMA
     try:
         reader = pa.ipc.open_stream(pa.memory_map(str(path)))
     except (pa.ArrowInvalid, OSError):
@@ -147,7 +148,7 @@ def read_segment(path: Path) -> pa.Table:
     table, strings = _read_stream(path)
     if table.schema.field("labels").type == _ID_LABELS:
         labels = _labels_of_ids(table.column("labels"), strings, 0, table.num_rows)
-        table = table.set_column(0, SEALED_SCHEMA.field("labels"), labels)
+        table = table.set_column(0, _SEALED_SCHEMA.field("labels"), labels)
     return table.cast(ALERT_SCHEMA)
 
 
@@ -220,10 +221,8 @@ class EventLog:
         labels = pa.MapArray.from_arrays(
             np.asarray(ptr, dtype=np.int32) - np.int32(ptr[0]), local_keys, local_values
         )
-        rest = table.select(STREAM_SCHEMA.names[1:])
-        if rest.schema != STREAM_SCHEMA.remove(0):
-            rest = rest.cast(STREAM_SCHEMA.remove(0))
-        whole = rest.add_column(0, STREAM_SCHEMA.field("labels"), labels)
+        rest = table if table.schema == _UNLABELLED else table.cast(_UNLABELLED)
+        whole = rest.add_column(0, _STREAM_SCHEMA.field("labels"), labels)
         for k, batch in enumerate(whole.to_batches()):
             self._writer.write_batch(batch, custom_metadata=metadata if k == 0 else None)
         self._sink.flush()
@@ -240,7 +239,8 @@ class EventLog:
             grown = np.full(max(len(self.vocab), 2 * len(self._local)), -1, dtype=np.int32)
             grown[: len(self._local)] = self._local
             self._local = grown
-        local_keys, local_values = np.empty_like(keys), np.empty_like(values)
+        local_keys = np.empty(len(keys), dtype=np.int32)
+        local_values = np.empty(len(values), dtype=np.int32)
         fresh = np.empty(len(keys) + len(values), dtype=np.int32)
         known = _localized(self._local, self._known, keys, local_keys, fresh)
         known = _localized(self._local, known, values, local_values, fresh[known - self._known :])
@@ -294,7 +294,7 @@ class EventLog:
         self._path = self.directory / f"{_PREFIX}{self.rows:012d}.arrows"
         # One write call per batch instead of one per column buffer.
         self._sink = pa.BufferedOutputStream(pa.OSFile(str(self._path), "wb"), 1 << 20)
-        self._writer = pa.ipc.new_stream(self._sink, STREAM_SCHEMA)
+        self._writer = pa.ipc.new_stream(self._sink, _STREAM_SCHEMA)
         self._opened = time.monotonic()
         self._local[:] = -1
         self._known = 0
@@ -309,7 +309,7 @@ class EventLog:
         table, strings = _read_stream(path)
         if table.num_rows:
             ids = table.schema.field("labels").type == _ID_LABELS
-            schema = SEALED_SCHEMA if ids else ALERT_SCHEMA
+            schema = _SEALED_SCHEMA if ids else ALERT_SCHEMA
             target = path.with_suffix(".parquet")
             partial = target.with_suffix(".parquet.tmp")
             with pq.ParquetWriter(partial, schema, write_statistics=_STATISTICS) as writer:
