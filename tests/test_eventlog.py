@@ -105,6 +105,16 @@ def test_a_torn_stream_reads_to_its_last_whole_batch_and_is_sealed_on_the_next_s
     assert read_log(tmp_path).equals(pa.concat_tables(batches[:4]))
 
 
+def test_a_stream_sealed_after_it_was_listed_is_read_from_its_parquet(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, Vocabulary())
+    table = _alerts(20)
+    _append(log, table)
+    (listed,) = segments(tmp_path)
+    log.close()  # sealed: the stream is gone, the Parquet file took its place
+    assert listed.suffix == ".arrows" and not listed.exists()
+    assert read_segment(listed).equals(table)
+
+
 def test_a_stream_of_string_labels_from_an_older_version_still_reads_and_seals(
     tmp_path: Path,
 ) -> None:
@@ -143,7 +153,6 @@ def test_what_is_appended_is_read_back_across_rotations(
             log.rotate()
     if data.draw(st.booleans(), label="seal the last segment"):
         log.close()
-    log.wait()  # read_log does not wait for a sealing at work
     expected = pa.concat_tables(tables)
     assert read_log(folder).equals(expected)
     after = data.draw(st.integers(0, expected.num_rows), label="after")

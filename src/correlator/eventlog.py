@@ -79,13 +79,16 @@ def segments(directory: str | Path) -> list[Path]:
 def _read_stream(path: Path) -> tuple[pa.Table, pa.StringArray]:
     """The whole batches of a stream segment, and the strings its label ids name.
 
-    Reading stops quietly at a torn tail. A stream written before labels
-    were stored as ids (string maps, no strings) reads as it is.
+    Reading stops quietly at a torn tail; a stream that is gone raises
+    ``FileNotFoundError``. A stream written before labels were stored as ids
+    (string maps, no strings) reads as it is.
     """
     batches, strings = [], [_NO_STRINGS]
     schema = _STREAM_SCHEMA
     try:
         reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+    except FileNotFoundError:
+        raise
     except (pa.ArrowInvalid, OSError):
         return schema.empty_table(), _NO_STRINGS
     schema = reader.schema
@@ -142,14 +145,22 @@ def _localized(local, known, ids, out, fresh):
 
 
 def read_segment(path: Path) -> pa.Table:
-    """One segment as a canonical table."""
-    if path.suffix == ".parquet":
-        return pq.read_table(path).cast(ALERT_SCHEMA)
-    table, strings = _read_stream(path)
-    if table.schema.field("labels").type == _ID_LABELS:
-        labels = _labels_of_ids(table.column("labels"), strings, 0, table.num_rows)
-        table = table.set_column(0, _SEALED_SCHEMA.field("labels"), labels)
-    return table.cast(ALERT_SCHEMA)
+    """One segment as a canonical table.
+
+    A stream sealed since it was listed is read from its Parquet file, so a
+    reader beside a running log never misses a segment.
+    """
+    if path.suffix == ".arrows":
+        try:
+            table, strings = _read_stream(path)
+        except FileNotFoundError:
+            path = path.with_suffix(".parquet")
+        else:
+            if table.schema.field("labels").type == _ID_LABELS:
+                labels = _labels_of_ids(table.column("labels"), strings, 0, table.num_rows)
+                table = table.set_column(0, _SEALED_SCHEMA.field("labels"), labels)
+            return table.cast(ALERT_SCHEMA)
+    return pq.read_table(path).cast(ALERT_SCHEMA)
 
 
 def read_log(directory: str | Path, *, after: int = 0) -> pa.Table:
