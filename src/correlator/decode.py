@@ -25,9 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from correlator.errors import SourceError
+from correlator.eventlog import read_log, segments
 from correlator.jsonscan import scan_alerts
 from correlator.rejects import Reject
-from correlator.schema import ALERT_SCHEMA, LABELS, TIMESTAMP
+from correlator.schema import ALERT_SCHEMA, LABEL_LEAVES, LABELS, TIMESTAMP
 
 DEFAULT_MAX_ROW_BYTES = 1 << 20
 CORRELATION_COLUMNS = ["labels", "startsAt", "endsAt", "receivedAt", "status"]
@@ -580,12 +581,9 @@ def _compatible(found: pa.DataType, wanted: pa.DataType) -> bool:
     return False
 
 
-_PARQUET_DICTIONARIES = ["labels.key_value.key", "labels.key_value.value"]
-
-
 def read_parquet(path: str | Path, *, columns: list[str] | None = None) -> pa.Table:
     """A Parquet recording, label strings read as dictionaries (no per-row strings built)."""
-    return pq.read_table(path, columns=columns, read_dictionary=_PARQUET_DICTIONARIES)
+    return pq.read_table(path, columns=columns, read_dictionary=LABEL_LEAVES)
 
 
 def decode_arrow_stream(
@@ -610,12 +608,16 @@ def decode_arrow_stream(
 def read_recording(path: str | Path, *, columns: list[str] | None = None) -> Decoded:
     """A recorded storm: JSON lines, a JSON array, Arrow IPC, Parquet, or a folder of Parquet.
 
-    A folder is read as the daemon's event log: its ``*.parquet`` files in
-    name order. ``columns`` limits what is read from Parquet (the others come
-    back as nulls), e.g. ``CORRELATION_COLUMNS`` when annotations are not needed.
+    A folder holding a daemon's event log is read as that log: its sealed
+    segments and the one still being written, in order. Any other folder is
+    read as its ``*.parquet`` files in name order. ``columns`` limits what is
+    read (the others come back as nulls), e.g. ``CORRELATION_COLUMNS`` when
+    annotations are not needed.
     """
     path = Path(path)
     try:
+        if path.is_dir() and segments(path):
+            return conform(read_log(path, columns=columns))
         if path.is_dir():
             files = sorted(path.glob("*.parquet"))
             if not files:

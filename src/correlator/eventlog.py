@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from correlator.schema import ALERT_SCHEMA
+from correlator.schema import ALERT_SCHEMA, LABEL_LEAVES
 from correlator.vocab import Vocabulary
 
 _PREFIX = "events-"
@@ -50,9 +50,10 @@ _ID_LABELS = pa.map_(pa.int32(), pa.int32())
 _STREAM_SCHEMA = ALERT_SCHEMA.set(0, pa.field("labels", _ID_LABELS, nullable=False))
 _UNLABELLED = ALERT_SCHEMA.remove(0)
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
-_SEALED_SCHEMA = ALERT_SCHEMA.set(
+LOG_SCHEMA = ALERT_SCHEMA.set(
     0, pa.field("labels", pa.map_(_DICTIONARY, _DICTIONARY), nullable=False)
 )
+"""The log's columns as sealed and as read: canonical, label strings dictionary-encoded."""
 # A batch's new strings, as the offsets and UTF-8 bytes of an Arrow string array.
 _OFFSETS, _DATA = b"correlator.strings.offsets", b"correlator.strings.data"
 _NO_STRINGS = pa.array([], pa.string())
@@ -144,12 +145,17 @@ def _localized(local, known, ids, out, fresh):
     return known + n
 
 
-def read_segment(path: Path) -> pa.Table:
-    """One segment as a canonical table.
+def _log_schema(columns: list[str] | None) -> pa.Schema:
+    return pa.schema([LOG_SCHEMA.field(c) for c in columns]) if columns else LOG_SCHEMA
+
+
+def read_segment(path: Path, *, columns: list[str] | None = None) -> pa.Table:
+    """One segment in ``LOG_SCHEMA``, or only its ``columns``.
 
     A stream sealed since it was listed is read from its Parquet file, so a
     reader beside a running log never misses a segment.
     """
+    schema = _log_schema(columns)
     if path.suffix == ".arrows":
         try:
             table, strings = _read_stream(path)
@@ -158,22 +164,25 @@ def read_segment(path: Path) -> pa.Table:
         else:
             if table.schema.field("labels").type == _ID_LABELS:
                 labels = _labels_of_ids(table.column("labels"), strings, 0, table.num_rows)
-                table = table.set_column(0, _SEALED_SCHEMA.field("labels"), labels)
-            return table.cast(ALERT_SCHEMA)
-    return pq.read_table(path).cast(ALERT_SCHEMA)
+                table = table.set_column(0, LOG_SCHEMA.field("labels"), labels)
+            return table.select(schema.names).cast(schema)
+    return pq.read_table(path, columns=columns, read_dictionary=LABEL_LEAVES).cast(schema)
 
 
-def read_log(directory: str | Path, *, after: int = 0) -> pa.Table:
-    """Every logged alert from number ``after`` on (0: the whole log), as one table."""
+def read_log(
+    directory: str | Path, *, after: int = 0, columns: list[str] | None = None
+) -> pa.Table:
+    """Every logged alert from number ``after`` on (0: the whole log), in ``LOG_SCHEMA``
+    (or only its ``columns``), as one table."""
     tables = []
     for path in segments(directory):
-        table = read_segment(path)
+        table = read_segment(path, columns=columns)
         first = _first_row(path)
         if first + table.num_rows <= after:
             continue
         tables.append(table.slice(max(0, after - first)))
     if not tables:
-        return ALERT_SCHEMA.empty_table()
+        return _log_schema(columns).empty_table()
     return pa.concat_tables(tables)
 
 
@@ -320,7 +329,7 @@ class EventLog:
         table, strings = _read_stream(path)
         if table.num_rows:
             ids = table.schema.field("labels").type == _ID_LABELS
-            schema = _SEALED_SCHEMA if ids else ALERT_SCHEMA
+            schema = LOG_SCHEMA if ids else ALERT_SCHEMA
             target = path.with_suffix(".parquet")
             partial = target.with_suffix(".parquet.tmp")
             with pq.ParquetWriter(partial, schema, write_statistics=_STATISTICS) as writer:

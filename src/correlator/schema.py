@@ -26,6 +26,10 @@ ALERT_SCHEMA = pa.schema(
     ]
 )
 
+# The Parquet leaf columns of the labels map, read as dictionaries so that no
+# string is built per row.
+LABEL_LEAVES = ["labels.key_value.key", "labels.key_value.value"]
+
 FIRING = 0
 RESOLVED = 1
 STATUS_NAMES = ("firing", "resolved")
