@@ -139,6 +139,15 @@ def test_replay_reads_a_running_log_with_its_open_segment(tmp_path: Path) -> Non
     assert read_log(tmp_path, after=50, columns=["startsAt"]).num_rows == 0
 
 
+def test_a_folder_of_other_parquet_files_is_read_as_it_always_was(tmp_path: Path) -> None:
+    table = _alerts(10)
+    pq.write_table(table.select(["labels", "startsAt"]), tmp_path / "events-final.parquet")
+    pq.write_table(table.select(["labels", "startsAt"]), tmp_path / "more.parquet")
+    assert segments(tmp_path) == []
+    read = read_recording(tmp_path).table
+    assert read.num_rows == 20 and read.column("annotations").null_count == 20
+
+
 def test_a_stream_of_string_labels_from_an_older_version_still_reads_and_seals(
     tmp_path: Path,
 ) -> None:

@@ -67,11 +67,14 @@ def segments(directory: str | Path) -> list[Path]:
     """The log's segments in order (Parquet and the open stream alike).
 
     While a stream is being sealed both forms exist for a moment; the
-    Parquet one is complete by then and is the one listed.
+    Parquet one is complete by then and is the one listed. Only names the
+    log gives (``events-`` and the first alert's number) count.
     """
     folder = Path(directory)
     found: dict[str, Path] = {}
     for path in folder.glob(f"{_PREFIX}*"):
+        if not path.stem.removeprefix(_PREFIX).isdigit():
+            continue
         if path.suffix == ".parquet" or (path.suffix == ".arrows" and path.stem not in found):
             found[path.stem] = path
     return sorted(found.values(), key=_first_row)
