@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from correlator.schema import ALERT_SCHEMA, LABEL_LEAVES
+from correlator.schema import ALERT_SCHEMA, LABEL_LEAVES, UNLABELLED
 from correlator.vocab import Vocabulary
 
 _PREFIX = "events-"
@@ -48,7 +48,6 @@ _SEAL_ROWS = 32_768
 # The open segment's labels: segment-local string ids.
 _ID_LABELS = pa.map_(pa.int32(), pa.int32())
 _STREAM_SCHEMA = ALERT_SCHEMA.set(0, pa.field("labels", _ID_LABELS, nullable=False))
-_UNLABELLED = ALERT_SCHEMA.remove(0)
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 LOG_SCHEMA = ALERT_SCHEMA.set(
     0, pa.field("labels", pa.map_(_DICTIONARY, _DICTIONARY), nullable=False)
@@ -244,7 +243,7 @@ class EventLog:
         labels = pa.MapArray.from_arrays(
             np.asarray(ptr, dtype=np.int32) - np.int32(ptr[0]), local_keys, local_values
         )
-        rest = table if table.schema == _UNLABELLED else table.cast(_UNLABELLED)
+        rest = table if table.schema == UNLABELLED else table.cast(UNLABELLED)
         whole = rest.add_column(0, _STREAM_SCHEMA.field("labels"), labels)
         for k, batch in enumerate(whole.to_batches()):
             self._writer.write_batch(batch, custom_metadata=metadata if k == 0 else None)

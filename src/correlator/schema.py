@@ -26,6 +26,10 @@ ALERT_SCHEMA = pa.schema(
     ]
 )
 
+# The canonical columns but labels, for tables whose labels travel as
+# vocabulary ids beside them (the daemon's batches, the event log's appends).
+UNLABELLED = ALERT_SCHEMA.remove(ALERT_SCHEMA.get_field_index("labels"))
+
 # The Parquet leaf columns of the labels map, read as dictionaries so that no
 # string is built per row.
 LABEL_LEAVES = ["labels.key_value.key", "labels.key_value.value"]

@@ -41,14 +41,12 @@ from correlator.metrics import Metrics
 from correlator.pipeline import FATES, Pipeline, shipped_rules
 from correlator.rejects import Reject
 from correlator.rules import load_rules
-from correlator.schema import ALERT_SCHEMA, TIMESTAMP
+from correlator.schema import TIMESTAMP, UNLABELLED
 from correlator.sinks.delivery import Dispatcher
 from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
 
 log = logging.getLogger("correlator.daemon")
-# The canonical columns but the labels, which travel as ids to the loop.
-_UNLABELLED = ALERT_SCHEMA.remove(ALERT_SCHEMA.get_field_index("labels"))
 
 
 @dataclass
@@ -420,9 +418,9 @@ class Daemon:
             else:
                 labels.append(self.pipeline.normalizer.intern_labels(column))
             rest = table.drop_columns(["labels"])
-            tables.append(rest if rest.schema == _UNLABELLED else rest.cast(_UNLABELLED))
+            tables.append(rest if rest.schema == UNLABELLED else rest.cast(UNLABELLED))
         table = self._stamp(
-            pa.concat_tables(tables) if tables else _UNLABELLED.empty_table(), arrivals
+            pa.concat_tables(tables) if tables else UNLABELLED.empty_table(), arrivals
         )
         ptr, keys, values = concat_labels(labels)
         first = bounds[0]
