@@ -7,7 +7,9 @@ this process, the way producers would:
 
 - ``json``: one Alertmanager alert per ZeroMQ message (``[b"json", payload]``);
 - ``json-array``: JSON arrays of 1,000 alerts per ZeroMQ message;
-- ``arrow``: Arrow IPC streams of 10,000 alerts per ZeroMQ message;
+- ``arrow``: Arrow IPC streams of 10,000 alerts per ZeroMQ message, as
+  ``correlator.client`` sends them (label strings dictionary-encoded;
+  ``--plain-arrow`` sends plain string maps instead);
 - ``http``: ``POST /api/v2/alerts`` with 1,000-alert bodies over a few
   keep-alive connections (``http.client``, one thread each);
 - ``latency``: JSON arrays of 100 alerts every millisecond (100,000 alerts/s
@@ -29,7 +31,8 @@ CPU is theirs too.
     python benchmarks/ingest_bench.py [--seconds 8] [--latency-seconds 6]
         [--latency-batch 100] [--latency-rate 100000]
         [--modes latency,json,json-array,arrow,http]
-        [--backlog 0.25] [--no-event-log] [--keep-state DIR] [--py-spy PATH]
+        [--backlog 0.25] [--no-event-log] [--plain-arrow] [--keep-state DIR]
+        [--py-spy PATH]
 
 ``--py-spy PATH`` samples the daemon with that py-spy binary during every
 mode and prints, per thread, the functions holding the most samples (the
@@ -71,6 +74,7 @@ if (ROOT / "src" / "correlator").is_dir() and str(ROOT / "src") not in sys.path:
 
 from correlator.bench.daemon import metric_total  # noqa: E402
 from correlator.bench.storms import api_messages  # noqa: E402
+from correlator.client import arrow_message  # noqa: E402
 from correlator.scenarios import storm, storm_table, write_cmdb  # noqa: E402
 
 # (mode, what the target is, target alerts/s) from issue 5.
@@ -112,8 +116,11 @@ def _rfc3339(ns: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_workload(alerts: int, cis: int, seed: int) -> Workload:
+def build_workload(alerts: int, cis: int, seed: int, *, plain_arrow: bool = False) -> Workload:
     """A seeded storm as Alertmanager API bodies: single alerts, arrays and Arrow streams.
+
+    The Arrow messages are what ``correlator.client`` sends (labels as
+    dictionaries), or with ``plain_arrow`` plain string maps.
 
     Firing messages carry no ``endsAt``; a resolve carries the past ``endsAt``
     the storm gives it, so the daemon sees it resolved, as Alertmanager would.
@@ -127,11 +134,14 @@ def build_workload(alerts: int, cis: int, seed: int) -> Workload:
     table = storm_table(generated).drop_columns(["receivedAt", "status"])
     arrow = []
     for start in range(0, table.num_rows - ARROW_SIZE + 1, ARROW_SIZE):
-        sink = pa.BufferOutputStream()
         part = table.slice(start, ARROW_SIZE)
-        with pa.ipc.new_stream(sink, part.schema) as writer:
-            writer.write_table(part)
-        arrow.append(sink.getvalue().to_pybytes())
+        if plain_arrow:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, part.schema) as writer:
+                writer.write_table(part)
+            arrow.append(sink.getvalue().to_pybytes())
+        else:
+            arrow.append(arrow_message(part))
     return Workload(generated.cmdb, singles, arrays, arrow)
 
 
@@ -728,6 +738,11 @@ def main() -> int:
         help="most unprocessed alerts allowed while sending, in seconds of the mode's target",
     )
     parser.add_argument("--no-event-log", action="store_true", help="turn the event log off")
+    parser.add_argument(
+        "--plain-arrow",
+        action="store_true",
+        help="Arrow labels as plain string maps, not dictionaries as correlator.client sends",
+    )
     parser.add_argument("--keep-state", metavar="DIR", help="run in DIR and keep it")
     parser.add_argument(
         "--py-spy", metavar="PATH", help="py-spy binary: record a flame graph per mode"
@@ -743,7 +758,7 @@ def main() -> int:
         file=sys.stderr,
     )
     t0 = time.perf_counter()
-    work = build_workload(args.alerts, args.cis, args.seed)
+    work = build_workload(args.alerts, args.cis, args.seed, plain_arrow=args.plain_arrow)
     print(
         f"workload: {work.alerts:,} storm alerts over {args.cis:,} CIs, "
         f"{len(work.arrays)} arrays, {len(work.arrow)} Arrow streams "
@@ -864,6 +879,9 @@ def main() -> int:
             print(f"  ({lost} of {latency.probes} probes saw no incident within 10 s)")
     print(f"{'daemon peak RSS, whole run':<36} {peak_rss:>10,.0f} MiB")
     print(f"{'rejected rows':<36} {rejected:>14,}")
+    if "arrow" in modes:
+        labels = "plain string maps" if args.plain_arrow else "dictionaries, as correlator.client"
+        print(f"{'Arrow label strings':<36} {labels}")
     print(
         "CPU: cores the daemon used in the mode (user + system, all its processes and threads), "
         "and its CPU microseconds per alert; "

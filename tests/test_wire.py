@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import label_pairs
 from correlator.batch import Normalizer
+from correlator.client import arrow_message
 from correlator.daemon.frames import Frame, decode_frames
 from correlator.daemon.receiver import HEADER, decode_result, encode_result
 from correlator.daemon.wire import (
@@ -101,6 +102,34 @@ def test_arrow_frames_are_coded_too_nulls_reading_as_empty() -> None:
     assert label_pairs(vocab, ptr, keys, values) == [
         [("alertname", "A"), ("instance", "")],
         [("alertname", "A")],
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), label_maps), min_size=1, max_size=12),
+    st.integers(0, 12),
+    st.integers(0, 12),
+)
+def test_the_clients_arrow_messages_read_as_the_plain_table(
+    maps: list[dict[str, str] | None], start: int, length: int
+) -> None:
+    """Dictionary-encoded labels (``arrow_message``) of any slice, null maps and values
+    included, give the loop the labels the plain table has."""
+    pairs = [None if m is None else [(k, v or None) for k, v in m.items()] for m in maps]
+    table = pa.table({"labels": pa.array(pairs, ALERT_SCHEMA.field("labels").type)})
+    part = table.slice(start, length)
+    payload = arrow_message(part)
+    assert pa.types.is_dictionary(pa.ipc.open_stream(payload).schema.field("labels").type.key_type)
+    coder = LabelCoder()
+    decoded = decode_arrow_stream(payload, labels=coder)
+    assert decoded.rows == part.num_rows and not decoded.rejects
+    vocab = Vocabulary()
+    translator = LabelTranslator(vocab)
+    translator.learn(coder.take_new())
+    ptr, keys, values = translator.labels(decoded.table.column("labels"))
+    assert label_pairs(vocab, ptr, keys, values) == [
+        [(k, v or "") for k, v in row or []] for row in part.column("labels").to_pylist()
     ]
 
 
