@@ -3,17 +3,27 @@ exactly what was appended, torn tails included."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.batch import Normalizer
 from correlator.decode import CORRELATION_COLUMNS, read_recording
-from correlator.eventlog import _SEAL_ROWS, LOG_SCHEMA, EventLog, read_log, read_segment, segments
+from correlator.eventlog import (
+    _SEAL_ROWS,
+    LOG_SCHEMA,
+    SEAL_BACKLOG,
+    EventLog,
+    read_log,
+    read_segment,
+    segments,
+)
 from correlator.schema import ALERT_SCHEMA, LABELS
 from correlator.vocab import Vocabulary
 
@@ -63,15 +73,80 @@ def test_sealed_segments_hold_every_row_in_row_groups_of_the_sealing_unit(tmp_pa
         assert labels.path_in_schema == "labels.key_value.key" and not labels.is_stats_set
 
 
-def test_a_rotation_hurries_the_sealing_still_at_work(tmp_path: Path) -> None:
+def test_closing_hurries_the_sealing_still_at_work(tmp_path: Path) -> None:
     log = EventLog(tmp_path, Vocabulary(), max_file_bytes=64 << 20)
     _append(log, _alerts(4 * _SEAL_ROWS))
     log.rotate()  # sealed in the background, paced
     _append(log, _alerts(10, 4 * _SEAL_ROWS))
     started = time.perf_counter()
-    log.close()  # rotates again: waits for the first sealing, which stops resting
+    log.close()  # seals the rest and waits: the first sealing stops resting
     assert time.perf_counter() - started < 30
     assert read_log(tmp_path).num_rows == 4 * _SEAL_ROWS + 10
+    assert not list(tmp_path.glob("*.arrows"))
+
+
+def _held_sealing(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make every sealing wait until the returned event is set."""
+    release = threading.Event()
+    seal = EventLog._seal
+
+    def held(path: Path, hurry: threading.Event | None = None) -> None:
+        release.wait()
+        seal(path, hurry)
+
+    monkeypatch.setattr(EventLog, "_seal", staticmethod(held))
+    return release
+
+
+def test_rotations_wait_only_once_the_sealing_backlog_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = _held_sealing(monkeypatch)
+    log = EventLog(tmp_path, Vocabulary())
+    for k in range(SEAL_BACKLOG):
+        _append(log, _alerts(10, 10 * k))
+        log.rotate()  # returns at once though nothing gets sealed
+        assert log._hurry.is_set() == (k > 0)  # rests only while no other segment waits
+    _append(log, _alerts(10, 10 * SEAL_BACKLOG))
+    rotating = threading.Thread(target=log.rotate)
+    rotating.start()
+    rotating.join(0.5)
+    assert rotating.is_alive()  # one segment too many: the loop waits for the sealing
+    assert [p.suffix for p in segments(tmp_path)] == [".arrows"] * (SEAL_BACKLOG + 1)
+    release.set()
+    rotating.join(30)
+    assert not rotating.is_alive()
+    log.wait()
+    assert not log._hurry.is_set()  # caught up: paced again
+    log.close()
+    assert [p.suffix for p in segments(tmp_path)] == [".parquet"] * (SEAL_BACKLOG + 1)
+    assert read_log(tmp_path).num_rows == 10 * (SEAL_BACKLOG + 1)
+
+
+def test_a_segment_that_fails_to_seal_stays_readable_and_is_sealed_on_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seal = EventLog._seal
+    failures = iter([OSError(28, "No space left on device")])
+
+    def failing_once(path: Path, hurry: threading.Event | None = None) -> None:
+        if (error := next(failures, None)) is not None:
+            raise error
+        seal(path, hurry)
+
+    monkeypatch.setattr(EventLog, "_seal", staticmethod(failing_once))
+    log = EventLog(tmp_path, Vocabulary())
+    first, second = _alerts(10), _alerts(10, 10)
+    _append(log, first)
+    log.rotate()
+    _append(log, second)
+    log.close()  # does not wait forever for the segment that failed
+    assert [p.suffix for p in segments(tmp_path)] == [".arrows", ".parquet"]
+    assert "No space left on device" in caplog.text
+    assert _canonical(read_log(tmp_path)).equals(pa.concat_tables([first, second]))
+    monkeypatch.undo()
+    assert EventLog(tmp_path, Vocabulary()).rows == 20
+    assert [p.suffix for p in segments(tmp_path)] == [".parquet", ".parquet"]
 
 
 def test_each_segment_names_its_own_strings_and_row_groups_store_only_theirs(
