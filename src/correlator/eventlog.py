@@ -67,6 +67,7 @@ LOG_SCHEMA = ALERT_SCHEMA.set(
 # A batch's new strings, as the offsets and UTF-8 bytes of an Arrow string array.
 _OFFSETS, _DATA = b"correlator.strings.offsets", b"correlator.strings.data"
 _NO_STRINGS = pa.array([], pa.string())
+_WARM = pa.array([""], pa.string())
 
 
 def _first_row(path: Path) -> int:
@@ -258,6 +259,9 @@ class EventLog:
         self._sealer: threading.Thread | None = None
         self._hurry = threading.Event()  # set: sealing does not rest
         self._closing = False
+        # Compile (or load) the sealing kernel now: numba holds the GIL while it
+        # compiles, which on the sealing thread would stall the loop mid-storm.
+        _labels_of_ids(pa.chunked_array([pa.array([[(0, 0)]], _ID_LABELS)]), _WARM, 0, 1)
 
     def append(
         self, table: pa.Table, ptr: np.ndarray, keys: np.ndarray, values: np.ndarray
