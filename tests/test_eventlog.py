@@ -123,6 +123,25 @@ def test_rotations_wait_only_once_the_sealing_backlog_is_full(
     assert read_log(tmp_path).num_rows == 10 * (SEAL_BACKLOG + 1)
 
 
+def test_segments_awaiting_sealing_at_a_crash_are_read_and_sealed_on_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _held_sealing(monkeypatch)  # never released: the process "dies" with all of them unsealed
+    log = EventLog(tmp_path, Vocabulary())
+    tables = [_alerts(10, 10 * k) for k in range(SEAL_BACKLOG)]
+    for table in tables[:-1]:
+        _append(log, table)
+        log.rotate()
+    _append(log, tables[-1])  # the open segment
+    assert [p.suffix for p in segments(tmp_path)] == [".arrows"] * SEAL_BACKLOG
+    assert _canonical(read_log(tmp_path)).equals(pa.concat_tables(tables))
+    monkeypatch.undo()
+    reopened = EventLog(tmp_path, Vocabulary())
+    assert reopened.rows == 10 * SEAL_BACKLOG
+    assert [p.suffix for p in segments(tmp_path)] == [".parquet"] * SEAL_BACKLOG
+    assert _canonical(read_log(tmp_path)).equals(pa.concat_tables(tables))
+
+
 def test_a_segment_that_fails_to_seal_stays_readable_and_is_sealed_on_the_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
