@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -120,6 +122,20 @@ def test_intake_submits_every_row_accepted_or_rejected_with_its_reason(process: 
     expected = pa.concat_tables([d.table for d in alone]).column("labels").to_pylist()
     assert _label_strings(got) == 20 * expected
     assert expected[0] == decode_json(GOOD).table.column("labels").to_pylist()[0]
+
+
+def test_only_the_daemons_user_can_reach_the_decoded_bursts() -> None:
+    receiver = Receiver(
+        ZmqConfig(pull=("tcp://127.0.0.1:0",)), lambda d, s: None, print, process=True
+    )
+    receiver.start()
+    try:
+        socket_path = Path(receiver.results_endpoint.removeprefix("ipc://"))
+        assert receiver.results_endpoint.startswith("ipc://") and socket_path.is_socket()
+        assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+    finally:
+        receiver.stop(10)
+    assert not socket_path.parent.exists()
 
 
 def test_the_decode_process_ends_when_the_daemon_goes_away() -> None:

@@ -6,9 +6,10 @@ loop for the GIL, and each small Arrow or numba call the loop makes (they
 release the GIL) would wait for it again. So by default the sockets live in
 a decode *process* (``Receiver(process=True)``): it binds or connects them,
 receives and decodes bursts, and ships each burst's ``Decoded`` to the
-daemon as an Arrow IPC stream plus its rejects, over a loopback ZeroMQ
-socket with a small high-water mark, so backpressure still reaches the
-producers. The daemon side only maps the stream (no copy) and submits it.
+daemon as an Arrow IPC stream plus its rejects, over a ZeroMQ Unix socket
+in a folder private to the daemon's user, with a small high-water mark, so
+backpressure still reaches the producers. The daemon side only maps the
+stream (no copy) and submits it.
 With ``process=False`` the same receive loop runs on a thread of the daemon.
 
 Either way the labels travel as integer ids (``correlator.daemon.wire``):
@@ -25,12 +26,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -255,6 +259,9 @@ class Receiver:
         self._thread: threading.Thread | None = None
         self._worker: subprocess.Popen[bytes] | None = None
         self._sockets: list[tuple[zmq.Socket, str, str]] = []
+        self._private: Path | None = None
+        self.results_endpoint = ""
+        """Where the decode process sends decoded bursts (empty without one)."""
 
     def start(self) -> list[str]:
         """Bind and connect the sockets and start receiving; the endpoints as bound."""
@@ -263,11 +270,17 @@ class Receiver:
         if self.process:
             results = self._context.socket(zmq.PULL)
             results.setsockopt(zmq.RCVHWM, RESULT_HWM)
-            port = results.bind_to_random_port("tcp://127.0.0.1")
+            # The results socket trusts what arrives (label ids, their strings), so
+            # only this user may connect: a Unix socket in a folder only they can
+            # enter, not a port any local process could reach.
+            self._private = Path(tempfile.mkdtemp(prefix="correlator-"))
+            self.results_endpoint = f"ipc://{self._private / 'decoded'}"
+            results.bind(self.results_endpoint)
             try:
-                self._start_worker(f"tcp://127.0.0.1:{port}")
+                self._start_worker(self.results_endpoint)
             except SourceError:
                 results.close(linger=0)
+                shutil.rmtree(self._private, ignore_errors=True)
                 raise
             target, args = self._forward, (results,)
         else:
@@ -337,6 +350,8 @@ class Receiver:
         for sock, _, _ in self._sockets:
             sock.close(linger=0)
         self._context.term()
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
 
     def _receive(self) -> None:
         """Thread mode: receive and decode here, on the daemon's interpreter."""
