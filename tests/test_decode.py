@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from correlator import decode
 from correlator.decode import (
     conform,
     decode_arrow_stream,
@@ -73,6 +75,19 @@ def test_oversized_rows_are_rejected() -> None:
     big = dict(GOOD, annotations={"description": "x" * 5000})
     decoded = decode_json(json.dumps([GOOD, big]).encode(), max_row_bytes=1000)
     assert [(r.row, r.reason) for r in decoded.rejects] == [(1, "too_large")]
+
+
+def test_a_body_over_the_row_limit_is_scanned_whole_when_no_row_is_over_it() -> None:
+    body = json.dumps([GOOD] * 50).encode()
+    limit = len(body) // 10
+    with patch.object(decode, "_MANY", None):  # no msgspec decode of the whole body
+        scanned = decode_json(body, max_row_bytes=limit)
+    one = decode_json(json.dumps(GOOD).encode()).table
+    assert scanned.table.equals(pa.concat_tables([one] * 50)) and not scanned.rejects
+    big = dict(GOOD, annotations={"description": "x" * limit})
+    mixed = decode_json(json.dumps([GOOD, big, GOOD]).encode(), max_row_bytes=limit)
+    assert [(r.row, r.reason) for r in mixed.rejects] == [(1, "too_large")]
+    assert list(mixed.index) == [0, 2]
 
 
 def test_zero_time_means_not_set() -> None:

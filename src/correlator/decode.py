@@ -341,18 +341,26 @@ def table_from_alerts(alerts: list[_Alert], labels: LabelEncoder = STRING_LABELS
     )
 
 
-def _table_with_text_times(payload: bytes, labels: LabelEncoder) -> pa.Table | None:
+def _table_with_text_times(
+    payload: bytes, labels: LabelEncoder, max_row_bytes: int
+) -> pa.Table | None:
     """A clean JSON array whose times Arrow parses (a column at a time), as a table.
 
     A body in the plain form is read by ``correlator.jsonscan`` without any
-    Python object per alert; otherwise msgspec decodes it with the times left
-    as text (turning a datetime object into an Arrow time costs more than
-    parsing the text). None when anything is off: the caller decodes the
-    exact way.
+    Python object per alert, whatever its size, as long as no alert in it is
+    over ``max_row_bytes`` (the scan says where each lies). Otherwise msgspec
+    decodes a body no larger than that with the times left as text (turning
+    a datetime object into an Arrow time costs more than parsing the text).
+    None when anything is off: the caller decodes the exact way.
     """
     scanned = scan_json_array(payload, labels)
     if scanned is not None:
-        return scanned[0]
+        table, elements = scanned
+        if len(elements) and int((elements[:, 1] - elements[:, 0]).max()) > max_row_bytes:
+            return None
+        return table
+    if len(payload) > max_row_bytes:
+        return None
     try:
         alerts = _MANY_TEXT_TIMES.decode(payload)
     except (msgspec.MsgspecError, UnicodeDecodeError):
@@ -476,13 +484,12 @@ def decode_json(
     bad row is taken apart row by row, so the good rows still go through.
     """
     if payload.lstrip()[:1] == b"[":
-        if len(payload) <= max_row_bytes:
-            try:
-                table = _table_with_text_times(payload, labels)
-            except pa.ArrowInvalid:  # a time out of range: found row by row below
-                table = None
-            if table is not None:
-                return Decoded.clean(table, row_offset)
+        try:
+            table = _table_with_text_times(payload, labels, max_row_bytes)
+        except pa.ArrowInvalid:  # a time out of range: found row by row below
+            table = None
+        if table is not None:
+            return Decoded.clean(table, row_offset)
         try:
             alerts = _MANY.decode(payload)
         except (msgspec.MsgspecError, UnicodeDecodeError):
