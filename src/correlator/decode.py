@@ -342,7 +342,7 @@ def table_from_alerts(alerts: list[_Alert], labels: LabelEncoder = STRING_LABELS
 
 
 def _table_with_text_times(
-    payload: bytes, labels: LabelEncoder, max_row_bytes: int
+    payload: bytes, labels: LabelEncoder, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
 ) -> pa.Table | None:
     """A clean JSON array whose times Arrow parses (a column at a time), as a table.
 
@@ -353,12 +353,12 @@ def _table_with_text_times(
     a datetime object into an Arrow time costs more than parsing the text).
     None when anything is off: the caller decodes the exact way.
     """
-    scanned = scan_json_array(payload, labels)
+    scanned = _scanned_table(payload)
     if scanned is not None:
         table, elements = scanned
         if len(elements) and int((elements[:, 1] - elements[:, 0]).max()) > max_row_bytes:
             return None
-        return table
+        return labels.from_table(table)
     if len(payload) > max_row_bytes:
         return None
     try:
