@@ -1,4 +1,5 @@
-"""ZeroMQ intake in a decode process gives what decoding on a thread gives."""
+"""ZeroMQ intake in a decode process gives what decoding on a thread gives; posted
+HTTP bodies go the same way and each gets its own verdict."""
 
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import label_pairs
 from correlator.daemon.config import ZmqConfig
-from correlator.daemon.frames import decode_frames, frame_from_parts
+from correlator.daemon.frames import Frame, decode_frames, frame_from_parts
 from correlator.daemon.receiver import (
     HEADER,
+    HTTP_SOURCE,
     Receiver,
+    Verdict,
+    decode_requests,
     decode_result,
     encode_result,
 )
 from correlator.daemon.wire import LabelTranslator, WireDecoded
-from correlator.decode import Decoded, decode_json
+from correlator.decode import STRING_LABELS, Decoded, decode_json
 from correlator.errors import SourceError
 from correlator.rejects import Reject
 from correlator.vocab import Vocabulary
@@ -164,3 +170,108 @@ def test_an_endpoint_that_cannot_be_bound_is_refused_by_name(process: bool) -> N
     finally:
         receiver.stop(5)
         holder.close(linger=0)
+
+
+# -- bodies posted to the HTTP API ---------------------------------------------------------
+
+BAD = b'{"labels": {"a": 1}}'
+BODIES = {
+    "good": b"[" + b",".join([GOOD] * 3) + b"]",
+    "mixed": b"[" + GOOD + b"," + BAD + b"]",
+    "all bad": b"[" + BAD + b"," + BAD + b"]",
+    "not json": b"[{",
+    "empty": b"[]",
+    "one object": GOOD,
+    "invalid utf-8": b"[\xff]",
+}
+
+
+def _verdict_alone(body: bytes) -> Verdict:
+    """The verdict a body gets by the HTTP API's rule: accepted unless it has rejects and no row."""
+    decoded = decode_frames([Frame("json-array", body)], max_bytes=1 << 20)
+    accepted = decoded.table.num_rows > 0 or not decoded.rejects
+    return Verdict(accepted, sorted({r.reason for r in decoded.rejects}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(sorted(BODIES)), min_size=1, max_size=8))
+def test_posted_bodies_decoded_together_get_each_its_own_verdict(kinds: list[str]) -> None:
+    bodies = [BODIES[kind] for kind in kinds]
+    errors: list[str] = []
+    decoded, verdicts = decode_requests(bodies, 1 << 20, errors.append, STRING_LABELS)
+    assert decoded is not None and not errors
+    assert verdicts == [_verdict_alone(body) for body in bodies]
+    alone = [decode_frames([Frame("json-array", body)], max_bytes=1 << 20) for body in bodies]
+    assert decoded.rows == sum(d.rows for d in alone)
+    assert sorted(r.reason for r in decoded.rejects) == sorted(
+        r.reason for d in alone for r in d.rejects
+    )
+    expected = [row for d in alone for row in d.table.column("labels").to_pylist()]
+    assert decoded.table.column("labels").to_pylist() == expected
+
+
+def test_a_decoder_failure_is_every_posted_bodys_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> Decoded:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr("correlator.daemon.receiver.decode_frames", broken)
+    errors: list[str] = []
+    decoded, verdicts = decode_requests([BODIES["good"]] * 2, 1 << 20, errors.append, STRING_LABELS)
+    assert decoded is None and len(errors) == 1 and "decoder bug" in errors[0]
+    assert [v.error for v in verdicts] == ["decoding failed"] * 2
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["decode-process", "thread"])
+def test_concurrent_posts_are_submitted_and_answered_each_by_its_own_verdict(
+    process: bool,
+) -> None:
+    got: list[tuple[Decoded, str]] = []
+    lock = threading.Lock()
+
+    def submit(decoded: Decoded, source: str) -> None:
+        with lock:
+            got.append((decoded, source))
+
+    errors: list[str] = []
+    receiver = Receiver(ZmqConfig(), submit, errors.append, process=process)
+    receiver.start()
+    kinds = sorted(BODIES) * 6
+    answers: dict[int, Verdict] = {}
+
+    def poster(slot: int) -> None:
+        for k in range(slot, len(kinds), 4):
+            answers[k] = receiver.post(BODIES[kinds[k]])
+
+    try:
+        threads = [threading.Thread(target=poster, args=(slot,)) for slot in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        receiver.stop(10)
+    assert not errors
+    assert [answers[k] for k in range(len(kinds))] == [_verdict_alone(BODIES[k]) for k in kinds]
+    assert {source for _, source in got} == {HTTP_SOURCE}
+    expected = sum(_rows_alone(BODIES[k]) for k in kinds)
+    assert sum(d.rows for d, _ in got) == expected
+    with pytest.raises(SourceError, match="not running"):
+        receiver.post(BODIES["good"])
+
+
+def test_a_post_to_a_dead_decode_process_is_refused_not_left_hanging() -> None:
+    receiver = Receiver(ZmqConfig(), lambda d, s: None, lambda m: None, process=True)
+    receiver.start()
+    try:
+        worker = receiver._worker
+        assert worker is not None
+        worker.kill()
+        worker.wait(30)
+        with pytest.raises(SourceError, match="no answer"):
+            receiver.post(BODIES["good"], timeout=30)
+    finally:
+        receiver.stop(10)
+
+
+def _rows_alone(body: bytes) -> int:
+    return decode_frames([Frame("json-array", body)], max_bytes=1 << 20).rows

@@ -41,7 +41,9 @@ class ZmqConfig:
     """ZeroMQ sources: PULL sockets bound here, SUB sockets connected there.
 
     ``decode_process`` receives and decodes in a process of its own, so
-    decoding does not compete with the correlation loop for the GIL.
+    decoding does not compete with the correlation loop for the GIL; bodies
+    posted to the HTTP API are decoded there too. ``max_message_bytes``
+    limits HTTP bodies as well.
     """
 
     pull: tuple[str, ...] = ("tcp://127.0.0.1:5555",)

@@ -77,7 +77,7 @@ def frame_from_parts(parts: Sequence[bytes]) -> Frame | Reject:
     )
 
 
-def _merge(parts: Sequence[Decoded]) -> Decoded:
+def merge_decoded(parts: Sequence[Decoded]) -> Decoded:
     """Decoded inputs as one, rows numbered in order across them.
 
     Tables without rows are left out: a part with no good row has the
@@ -98,7 +98,7 @@ def _merge(parts: Sequence[Decoded]) -> Decoded:
 
 def _one_by_one(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Decoded:
     """Messages decoded each on its own, rows numbered across them."""
-    return _merge([decode_json(p, max_row_bytes=max_bytes, labels=labels) for p in payloads])
+    return merge_decoded([decode_json(p, max_row_bytes=max_bytes, labels=labels) for p in payloads])
 
 
 def _singles(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Decoded:
@@ -158,7 +158,7 @@ def _arrays(payloads: list[bytes], max_bytes: int, labels: LabelEncoder) -> Deco
         counts.append(count)
     if run:
         parts.append(_joined(run, counts, max_bytes, labels))
-    return parts[0] if len(parts) == 1 else _merge(parts)
+    return parts[0] if len(parts) == 1 else merge_decoded(parts)
 
 
 def _joined(
@@ -252,4 +252,4 @@ def decode_frames(
         else:
             parts.append(decode_json(frame.payload, max_row_bytes=max_bytes, labels=labels))
     flush()
-    return _merge(parts) if len(parts) != 1 else parts[0]
+    return merge_decoded(parts) if len(parts) != 1 else parts[0]

@@ -4,7 +4,9 @@ Prometheus pointed at this address through ``alerting.alertmanagers`` sends
 its alerts here unchanged. Endpoints:
 
 - ``POST /api/v2/alerts``: a JSON array of alerts; 200 when at least one was
-  accepted (bad rows are rejected and dead-lettered), 400 when none was.
+  accepted (bad rows are rejected and dead-lettered), 400 when none was,
+  503 when intake is stopping or too busy to answer in time. The body is
+  decoded by the ZeroMQ intake's decode process (``Daemon.post_alerts``).
 - ``GET /-/healthy``: 200 while the process runs.
 - ``GET /-/ready``: 200 when the loop runs and every sink is healthy, else 503.
 - ``POST /-/reload``: reload the topology; 200, or 500 with the reason.
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from correlator.decode import decode_json
+from correlator.errors import SourceError
 
 if TYPE_CHECKING:
     from correlator.daemon.service import Daemon
@@ -92,11 +94,16 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
                 body = self._body()
                 if body is None:
                     return
-                decoded = decode_json(body, max_row_bytes=limit)
-                daemon.submit(decoded, source="http", fmt="json-array")
-                if decoded.table.num_rows == 0 and decoded.rejects:
-                    reasons = sorted({r.reason for r in decoded.rejects})
-                    self._error(HTTPStatus.BAD_REQUEST, "no valid alert: " + ", ".join(reasons))
+                try:
+                    verdict = daemon.post_alerts(body)
+                except SourceError as exc:
+                    self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+                    return
+                if verdict.error:
+                    self._error(HTTPStatus.INTERNAL_SERVER_ERROR, verdict.error)
+                elif not verdict.accepted:
+                    text = "no valid alert: " + ", ".join(verdict.reasons)
+                    self._error(HTTPStatus.BAD_REQUEST, text)
                 else:
                     self._reply(HTTPStatus.OK, b"")
             elif path == "/-/reload":

@@ -31,7 +31,7 @@ from correlator.correlate.layout import DROP_DEDUPLICATED, DROP_INFORMATIONAL, D
 from correlator.daemon import snapshot
 from correlator.daemon.config import DaemonConfig
 from correlator.daemon.deadletter import DeadLetters
-from correlator.daemon.receiver import Receiver
+from correlator.daemon.receiver import HTTP_SOURCE, Receiver, Verdict
 from correlator.daemon.wire import LabelTranslator, WireDecoded
 from correlator.decode import Decoded
 from correlator.errors import CorrelatorError
@@ -162,7 +162,9 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._receiver = Receiver(
             config.zmq,
-            lambda decoded, source: self.submit(decoded, source=source, fmt="zmq"),
+            lambda decoded, source: self.submit(
+                decoded, source=source, fmt="json-array" if source == HTTP_SOURCE else "zmq"
+            ),
             self._decode_failed,
             process=config.zmq.decode_process,
         )
@@ -234,6 +236,15 @@ class Daemon:
         """Hand decoded input to the correlation loop (blocks while the queue is full)."""
         self._queue.put(_Arrival(decoded, time.time_ns(), source, fmt))
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
+
+    def post_alerts(self, body: bytes) -> Verdict:
+        """Decode and submit an Alertmanager API body (``POST /api/v2/alerts``); its verdict.
+
+        It is decoded where ZeroMQ input is, apart from the loop's interpreter
+        by default. Raises ``SourceError`` when intake is stopping or does not
+        answer in time.
+        """
+        return self._receiver.post(body)
 
     def call(self, action: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Run ``action`` on the loop thread between two batches and return its result."""

@@ -1,12 +1,14 @@
 """The decode process: ZeroMQ sockets in, decoded bursts out, apart from the daemon's GIL.
 
 ``Receiver`` (``correlator.daemon.receiver``) runs ``python -m
-correlator.daemon.worker RESULTS``. Standard input is the control channel:
-the ``ZmqConfig`` comes in as one JSON line, and the bound endpoints (or
-the error) go back as one JSON line on standard output. The process then
-binds or connects the sockets, receives and decodes bursts and pushes each
-to ``RESULTS``; it ends when told ``stop`` (after sending what it decoded
-and an end marker) or when its standard input closes (the daemon died, e.g.
+correlator.daemon.worker RESULTS POSTED``. Standard input is the control
+channel: the ``ZmqConfig`` comes in as one JSON line, and the bound
+endpoints (or the error) go back as one JSON line on standard output. The
+process then binds or connects the sockets, receives and decodes bursts and
+pushes each to ``RESULTS``; bodies posted to the daemon's HTTP API come in
+on ``POSTED``, and each gets its verdict back there once its alerts are
+pushed. It ends when told ``stop`` (after sending what it decoded and an
+end marker) or when its standard input closes (the daemon died, e.g.
 ``kill -9``), so it never outlives the daemon.
 """
 
@@ -23,14 +25,17 @@ import zmq
 from correlator.daemon.config import ZmqConfig
 from correlator.daemon.receiver import (
     ENCODER,
+    HTTP_SOURCE,
     RESULT_HWM,
     Header,
     bind_sockets,
     decode_burst,
     encode_result,
     receive_burst,
+    serve_requests,
 )
 from correlator.daemon.wire import LabelCoder
+from correlator.decode import Decoded
 from correlator.errors import SourceError
 
 
@@ -47,18 +52,21 @@ def _send(out: zmq.Socket, parts: list[Any], parent: int) -> bool:
     return True
 
 
-def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
+def serve(cfg: ZmqConfig, results: str, posted: str, control: int, answer: IO[str]) -> None:
     """Bind, receive and decode until told to stop on ``control`` or orphaned (its EOF)."""
     parent = os.getppid()
     context = zmq.Context()
     out = context.socket(zmq.PUSH)
     out.setsockopt(zmq.SNDHWM, RESULT_HWM)
     out.connect(results)
+    router = context.socket(zmq.ROUTER)
     try:
+        router.bind(posted)
         sockets = bind_sockets(context, cfg)
-    except SourceError as exc:
+    except (SourceError, zmq.ZMQError) as exc:
         answer.write(msgspec.json.encode({"error": str(exc)}).decode() + "\n")
         answer.flush()
+        router.close(linger=0)
         out.close(linger=0)
         context.term()
         return
@@ -70,9 +78,21 @@ def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
     poller = zmq.Poller()
     for sock, _, _ in sockets:
         poller.register(sock, zmq.POLLIN)
+    poller.register(router, zmq.POLLIN)
     poller.register(control, zmq.POLLIN)
     names = {sock: name for sock, name, _ in sockets}
     coder = LabelCoder()
+
+    def deliver(decoded: Decoded | None, source: str) -> bool:
+        """Send the errors met so far, then ``decoded`` with the strings new to the daemon;
+        False if the daemon died."""
+        sent = True
+        while errors and sent:
+            sent = _send(out, [ENCODER.encode(Header("error", error=errors.pop(0)))], parent)
+        if decoded is not None and sent:
+            sent = _send(out, encode_result(decoded, source, coder.take_new()), parent)
+        return sent
+
     orphaned = False
     while True:
         ready = dict(poller.poll())
@@ -80,17 +100,22 @@ def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
             orphaned = os.read(control, 4096) == b""
             break
         for sock in ready:
-            frames = receive_burst(sock, cfg.sub_topic)
-            decoded = (
-                decode_burst(frames, cfg.max_message_bytes, errors.append, coder)
-                if frames
-                else None
-            )
-            sent = True
-            while errors and sent:
-                sent = _send(out, [ENCODER.encode(Header("error", error=errors.pop(0)))], parent)
-            if decoded is not None and sent:
-                sent = _send(out, encode_result(decoded, names[sock], coder.take_new()), parent)
+            if sock is router:
+                sent = serve_requests(
+                    router,
+                    cfg.max_message_bytes,
+                    errors.append,
+                    coder,
+                    lambda decoded: deliver(decoded, HTTP_SOURCE),
+                )
+            else:
+                frames = receive_burst(sock, cfg.sub_topic)
+                decoded = (
+                    decode_burst(frames, cfg.max_message_bytes, errors.append, coder)
+                    if frames
+                    else None
+                )
+                sent = deliver(decoded, names[sock])
             if not sent:
                 orphaned = True
                 break
@@ -98,6 +123,7 @@ def serve(cfg: ZmqConfig, results: str, control: int, answer: IO[str]) -> None:
             break
     for sock, _, _ in sockets:
         sock.close(linger=0)
+    router.close(linger=0)
     if not orphaned:
         out.send(ENCODER.encode(Header("end")))
     out.close(linger=0 if orphaned else 10_000)
@@ -116,7 +142,7 @@ def main() -> None:
             return
         line += chunk
     cfg = msgspec.json.decode(line, type=ZmqConfig)
-    serve(cfg, sys.argv[1], control, sys.stdout)
+    serve(cfg, sys.argv[1], sys.argv[2], control, sys.stdout)
 
 
 if __name__ == "__main__":
