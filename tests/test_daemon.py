@@ -181,6 +181,28 @@ def test_health_readiness_metrics_and_open_incidents(storm: list[bytes], tmp_pat
         assert status == 404 and b"no such endpoint" in body
 
 
+def test_a_dead_decode_process_is_reported_and_posts_are_refused_not_lost(
+    storm: list[bytes], tmp_path: Path
+) -> None:
+    """Posted bodies are decoded by the decode process; without it they get 503, and
+    ``/-/ready`` says why, while a body posted before it died was correlated."""
+    with running_daemon(daemon_config(tmp_path)) as daemon:
+        address = daemon.http_address
+        assert address is not None
+        body = b"[" + b",".join(storm[:50]) + b"]"
+        assert http(address, "POST", "/api/v2/alerts", body) == (200, b"")
+        wait_rows(daemon, 50)
+        worker = daemon._receiver._worker
+        assert worker is not None
+        worker.kill()
+        worker.wait(30)
+        status, reply = http(address, "POST", "/api/v2/alerts", body)
+        assert status == 503 and b"send again later" in reply
+        status, reply = http(address, "GET", "/-/ready")
+        assert status == 503 and b"alert intake" in reply
+        assert daemon.rows_processed == 50
+
+
 def _cmdb_with_spare(path: Path) -> None:
     """The CMDB with an unconnected host listed first, so every other CI's number shifts."""
     cmdb = json.loads(CMDB.read_text())

@@ -285,7 +285,7 @@ class Daemon:
         if not any(t.is_alive() for t in self._threads if t.name == "correlate"):
             problems.append("the correlation loop is not running")
         if not self._receiver.alive():
-            problems.append("ZeroMQ intake is not running")
+            problems.append("alert intake (ZeroMQ and HTTP bodies) is not running")
         for name, status in self.dispatcher.health().items():
             if not status.healthy:
                 problems.append(f"sink {name!r} is failing: {status.error}")
