@@ -136,7 +136,7 @@ class LabelCoder:
         """
         chunks = [self._chunk(chunk) for chunk in table.column("labels").chunks]
         labels = pa.chunked_array(chunks, type=WIRE_LABELS)
-        rest = [table.column(f.name).cast(f.type) for f in WIRE_SCHEMA if f.name != "labels"]
+        rest = [_as(table.column(f.name), f.type) for f in WIRE_SCHEMA if f.name != "labels"]
         return pa.Table.from_arrays([labels, *rest], schema=WIRE_SCHEMA)
 
     def _chunk(self, chunk: pa.Array) -> pa.MapArray:
@@ -155,6 +155,11 @@ class LabelCoder:
         return NewStrings(
             len(self._keys) - len(keys), keys, len(self._values) - len(values), values
         )
+
+
+def _as(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    """``column`` cast to ``type_`` (a cast to its own type still costs a few us a column)."""
+    return column if column.type == type_ else column.cast(type_)
 
 
 def _coded(ids: _Ids, strings: pa.Array) -> np.ndarray:
