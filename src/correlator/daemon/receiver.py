@@ -20,10 +20,10 @@ Bodies posted to the HTTP API take the same path (``Receiver.post``): the
 HTTP thread hands the body to the receive loop over a private socket and
 waits for its verdict (were any alerts accepted, why were the others
 rejected), so bodies are decoded beside the correlation loop, not on its
-interpreter. Decoded on the HTTP threads, 1,000-alert bodies reached
-325-354 k alerts/s and 64-alert ones (Prometheus's) 49-54 k over four
-connections; this way 447-478 k and 74-76 k. The extra hop costs a lone
-poster some latency: one connection posting 64-alert bodies gets ~50 k
+interpreter. Over four connections that took 1,000-alert bodies from
+296-392 k alerts/s (decoded on the HTTP threads) to 412-511 k, and
+Prometheus's 64-alert ones from 49-54 k to 73-91 k; the extra hop costs a
+lone poster latency: one connection posting 64-alert bodies gets 44-50 k
 alerts/s, against 66 k before (``benchmarks/ingest_bench.py``, 2 cores).
 
 The decode process is ``correlator.daemon.worker``, started as a fresh
@@ -443,9 +443,9 @@ class Receiver:
         """Decode a body posted to the HTTP API on the receive loop; its verdict.
 
         The alerts are submitted (as ``HTTP_SOURCE``) right after the verdict
-        comes back. Called from any thread. Raises ``SourceError`` when
-        intake is stopping, gone, or gives no verdict within ``timeout``
-        seconds.
+        is sent. Called from any thread. Raises ``SourceError`` when intake
+        is stopping, gone, too far behind to take the body, or gives no
+        verdict within ``timeout`` seconds.
         """
         with self._posting:
             if self._stopping.is_set() or not self.requests_endpoint:
@@ -457,7 +457,13 @@ class Receiver:
             if sock is None:
                 sock = self._context.socket(zmq.DEALER)
                 sock.connect(self.requests_endpoint)
-            sock.send(body, copy=False)
+            try:
+                sock.send(body, zmq.NOBLOCK, copy=False)
+            except zmq.Again:  # no room to queue it: the receive loop is gone or stuck
+                sock.close(linger=0)
+                sock = None
+                msg = "alert intake is not taking bodies; send again later"
+                raise SourceError(msg) from None
             deadline = time.monotonic() + timeout
             while not sock.poll(100):
                 if self._stopping.is_set() or not self.alive() or time.monotonic() > deadline:

@@ -6,10 +6,10 @@ channel: the ``ZmqConfig`` comes in as one JSON line, and the bound
 endpoints (or the error) go back as one JSON line on standard output. The
 process then binds or connects the sockets, receives and decodes bursts and
 pushes each to ``RESULTS``; bodies posted to the daemon's HTTP API come in
-on ``POSTED``, and each gets its verdict back there once its alerts are
-pushed. It ends when told ``stop`` (after sending what it decoded and an
-end marker) or when its standard input closes (the daemon died, e.g.
-``kill -9``), so it never outlives the daemon.
+on ``POSTED``, and each gets its verdict back there as soon as it is
+decoded, its alerts pushed right after. It ends when told ``stop`` (after
+sending what it decoded and an end marker) or when its standard input
+closes (the daemon died, e.g. ``kill -9``), so it never outlives the daemon.
 """
 
 from __future__ import annotations
