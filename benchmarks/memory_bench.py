@@ -9,7 +9,8 @@ distinct fingerprint by part, after the storm and again a day later: the
 numpy arrays of the correlation state, of the second level (inhibit and
 pair), of the first level and the normalizer (tables indexed by string id),
 the vocabulary's buffers, and the rest of the process's resident growth
-(Python strings and dicts of the vocabulary, per-incident Python objects).
+(the vocabulary's Python strings and dict, other Python objects, and what
+the allocator keeps of arrays freed as tables doubled).
 
 Nothing is released today: the state and the vocabulary are never compacted
 (see issue 5's notes), so the second column equals the first.
@@ -43,9 +44,9 @@ def resident() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def array_bytes(root: object) -> int:
-    """Bytes of every numpy array reachable from ``root`` through attributes and containers."""
-    seen: set[int] = set()
+def array_bytes(root: object, seen: set[int]) -> int:
+    """Bytes of the numpy arrays reachable from ``root`` through attributes and containers,
+    leaving out (and adding to) ``seen``: parts share objects, each array counts once."""
     stack = [root]
     total = 0
     while stack:
@@ -89,20 +90,25 @@ def batch(pipeline: Pipeline, first: int, count: int) -> None:
 
 
 def arrays(pipeline: Pipeline) -> dict[str, int]:
-    """Bytes of the numpy arrays each part holds (capacity, as allocated)."""
+    """Bytes of the numpy arrays each part holds (capacity, as allocated).
+
+    The vocabulary is counted first: every other part refers to it.
+    """
+    seen: set[int] = set()
+    vocabulary = array_bytes(pipeline.vocab, seen)
     return {
-        "correlation state": array_bytes(pipeline.correlator),
-        "second level": array_bytes(pipeline.second),
-        "first level and normalizer": array_bytes(pipeline.first)
-        + array_bytes(pipeline.normalizer),
-        "vocabulary buffers": array_bytes(pipeline.vocab),
+        "correlation state": array_bytes(pipeline.correlator, seen),
+        "second level": array_bytes(pipeline.second, seen),
+        "first level and normalizer": array_bytes(pipeline.first, seen)
+        + array_bytes(pipeline.normalizer, seen),
+        "vocabulary buffers": vocabulary,
     }
 
 
 def growth(pipeline: Pipeline, before: dict[str, int], base: int) -> dict[str, int]:
     """What each part grew by since ``before``, the resident growth since ``base`` split."""
     grown = {name: size - before[name] for name, size in arrays(pipeline).items()}
-    grown["the rest (Python objects)"] = resident() - base - sum(grown.values())
+    grown["the rest (Python, allocator)"] = resident() - base - sum(grown.values())
     return grown
 
 
