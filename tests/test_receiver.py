@@ -22,6 +22,7 @@ from correlator.daemon.frames import Frame, decode_frames, frame_from_parts
 from correlator.daemon.receiver import (
     HEADER,
     HTTP_SOURCE,
+    POSTERS,
     Receiver,
     Verdict,
     decode_requests,
@@ -237,17 +238,19 @@ def test_concurrent_posts_are_submitted_and_answered_each_by_its_own_verdict(
     receiver.start()
     kinds = sorted(BODIES) * 6
     answers: dict[int, Verdict] = {}
+    posters = POSTERS + 4  # some wait for a turn
 
     def poster(slot: int) -> None:
-        for k in range(slot, len(kinds), 4):
+        for k in range(slot, len(kinds), posters):
             answers[k] = receiver.post(BODIES[kinds[k]])
 
     try:
-        threads = [threading.Thread(target=poster, args=(slot,)) for slot in range(4)]
+        threads = [threading.Thread(target=poster, args=(slot,)) for slot in range(posters)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(60)
+        assert len(receiver._idle) <= POSTERS  # never more sockets than turns
     finally:
         receiver.stop(10)
     assert not errors

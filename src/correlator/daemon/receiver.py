@@ -78,6 +78,10 @@ HTTP_SOURCE = "http"
 """The source name of alerts posted to the HTTP API."""
 REQUEST_TIMEOUT = 30.0
 """How long an HTTP body may wait for its verdict (the loop's backpressure included)."""
+POSTERS = 16
+"""Bodies in flight to the receive loop at once; more posts wait their turn. Each holds a
+socket (a file descriptor here and one in the decode process), and one loop decodes them
+all, so more would only cost descriptors."""
 
 
 class Header(msgspec.Struct, array_like=True):
@@ -443,13 +447,20 @@ class Receiver:
         """Decode a body posted to the HTTP API on the receive loop; its verdict.
 
         The alerts are submitted (as ``HTTP_SOURCE``) right after the verdict
-        is sent. Called from any thread. Raises ``SourceError`` when intake
-        is stopping, gone, too far behind to take the body, or gives no
-        verdict within ``timeout`` seconds.
+        is sent. Called from any thread; at most ``POSTERS`` bodies are in
+        flight at once, the others wait for a turn. Raises ``SourceError``
+        when intake is stopping, gone, too far behind to take the body, or
+        gives no turn or no verdict within ``timeout`` seconds (each).
         """
         with self._posting:
+            turn = self._posting.wait_for(
+                lambda: self._in_flight < POSTERS or self._stopping.is_set(), timeout
+            )
             if self._stopping.is_set() or not self.requests_endpoint:
                 msg = "alert intake is not running"
+                raise SourceError(msg)
+            if not turn:
+                msg = f"{POSTERS} bodies waited {timeout:.0f} s for alert intake; send again later"
                 raise SourceError(msg)
             self._in_flight += 1
             sock = self._idle.pop() if self._idle else None
@@ -484,6 +495,7 @@ class Receiver:
         """Stop receiving; every burst decoded by now is submitted before this returns."""
         with self._posting:
             self._stopping.set()
+            self._posting.notify_all()  # posts waiting for a turn give up now
         worker = self._worker
         if worker is not None and worker.stdin is not None and not worker.stdin.closed:
             try:
