@@ -85,23 +85,25 @@ def test_closing_hurries_the_sealing_still_at_work(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.arrows"))
 
 
-def _held_sealing(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Make every sealing wait until the returned event is set."""
-    release = threading.Event()
+def _held_sealing(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every sealing wait until the first returned event is set; the second is set
+    once a sealing waits (the sealing thread may start late on a busy machine)."""
+    release, entered = threading.Event(), threading.Event()
     seal = EventLog._seal
 
     def held(path: Path, hurry: threading.Event | None = None) -> None:
+        entered.set()
         release.wait()
         seal(path, hurry)
 
     monkeypatch.setattr(EventLog, "_seal", staticmethod(held))
-    return release
+    return release, entered
 
 
 def test_rotations_wait_only_once_the_sealing_backlog_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = _held_sealing(monkeypatch)
+    release, _ = _held_sealing(monkeypatch)
     log = EventLog(tmp_path, Vocabulary())
     for k in range(SEAL_BACKLOG):
         _append(log, _alerts(10, 10 * k))
@@ -126,7 +128,8 @@ def test_rotations_wait_only_once_the_sealing_backlog_is_full(
 def test_segments_awaiting_sealing_at_a_crash_are_read_and_sealed_on_the_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _held_sealing(monkeypatch)  # never released: the process "dies" with all of them unsealed
+    # Never released: the process "dies" with all of them unsealed.
+    _, entered = _held_sealing(monkeypatch)
     log = EventLog(tmp_path, Vocabulary())
     tables = [_alerts(10, 10 * k) for k in range(SEAL_BACKLOG)]
     for table in tables[:-1]:
@@ -135,6 +138,8 @@ def test_segments_awaiting_sealing_at_a_crash_are_read_and_sealed_on_the_next_st
     _append(log, tables[-1])  # the open segment
     assert [p.suffix for p in segments(tmp_path)] == [".arrows"] * SEAL_BACKLOG
     assert _canonical(read_log(tmp_path)).equals(pa.concat_tables(tables))
+    # Held before the patch goes: a sealing thread started late would seal for real.
+    assert entered.wait(10)
     monkeypatch.undo()
     reopened = EventLog(tmp_path, Vocabulary())
     assert reopened.rows == 10 * SEAL_BACKLOG
