@@ -234,7 +234,7 @@ def test_concurrent_posts_are_submitted_and_answered_each_by_its_own_verdict(
             got.append((decoded, source))
 
     errors: list[str] = []
-    receiver = Receiver(ZmqConfig(), submit, errors.append, process=process)
+    receiver = Receiver(ZmqConfig(pull=()), submit, errors.append, process=process)
     receiver.start()
     kinds = sorted(BODIES) * 6
     answers: dict[int, Verdict] = {}
@@ -263,7 +263,7 @@ def test_concurrent_posts_are_submitted_and_answered_each_by_its_own_verdict(
 
 
 def test_a_post_to_a_dead_decode_process_is_refused_not_left_hanging() -> None:
-    receiver = Receiver(ZmqConfig(), lambda d, s: None, lambda m: None, process=True)
+    receiver = Receiver(ZmqConfig(pull=()), lambda d, s: None, lambda m: None, process=True)
     receiver.start()
     try:
         worker = receiver._worker
