@@ -227,15 +227,16 @@ def decode_requests(
     are decoded one by one, so each knows its own rejects.
     """
     frames: list[Frame | Reject] = [Frame("json-array", body) for body in bodies]
+    failed = [Verdict(False, error="decoding failed")] * len(bodies)
     together = decode_burst(frames, limit, on_error, labels)
     if together is None:
-        return None, [Verdict(False, error="decoding failed")] * len(bodies)
+        return None, failed
     if not together.rejects or len(bodies) == 1:
         return together, [_verdict(together)] * len(bodies)
     alone = [decode_burst([frame], limit, on_error, labels) for frame in frames]
-    if any(part is None for part in alone):
-        return None, [Verdict(False, error="decoding failed")] * len(bodies)
     parts = [part for part in alone if part is not None]
+    if len(parts) < len(frames):
+        return None, failed
     return merge_decoded(parts), [_verdict(part) for part in parts]
 
 
@@ -464,6 +465,7 @@ class Receiver:
                 raise SourceError(msg)
             self._in_flight += 1
             sock = self._idle.pop() if self._idle else None
+        answered = False
         try:
             if sock is None:
                 sock = self._context.socket(zmq.DEALER)
@@ -471,23 +473,22 @@ class Receiver:
             try:
                 sock.send(body, zmq.NOBLOCK, copy=False)
             except zmq.Again:  # no room to queue it: the receive loop is gone or stuck
-                sock.close(linger=0)
-                sock = None
                 msg = "alert intake is not taking bodies; send again later"
                 raise SourceError(msg) from None
             deadline = time.monotonic() + timeout
             while not sock.poll(100):
                 if self._stopping.is_set() or not self.alive() or time.monotonic() > deadline:
-                    # A verdict may still come: this socket must not hear it as another's.
-                    sock.close(linger=0)
-                    sock = None
                     msg = "alert intake stopped or gave no answer in time; send again later"
                     raise SourceError(msg)
-            return VERDICT.decode(sock.recv())
+            verdict = VERDICT.decode(sock.recv())
+            answered = True
+            return verdict
         finally:
             with self._posting:
-                if sock is not None:
+                if answered:
                     self._idle.append(sock)
+                elif sock is not None:  # a verdict may still come: no other post may hear it
+                    sock.close(linger=0)
                 self._in_flight -= 1
                 self._posting.notify_all()
 
@@ -540,20 +541,21 @@ class Receiver:
         limit = self.cfg.max_message_bytes
         coder = LabelCoder()
 
-        def submit(decoded: Decoded | None) -> bool:
+        def deliver(decoded: Decoded | None, source: str) -> bool:
             if decoded is not None:
-                self._submit(wire_decoded(decoded, coder.take_new()), HTTP_SOURCE)
+                self._submit(wire_decoded(decoded, coder.take_new()), source)
             return True
 
         while not self._stopping.is_set():
             for sock, _ in poller.poll(100):
                 if sock is router:
-                    serve_requests(router, limit, self._on_error, coder, submit)
+                    serve_requests(
+                        router, limit, self._on_error, coder, lambda d: deliver(d, HTTP_SOURCE)
+                    )
                     continue
                 frames = receive_burst(sock, self.cfg.sub_topic)
                 decoded = decode_burst(frames, limit, self._on_error, coder) if frames else None
-                if decoded is not None:
-                    self._submit(wire_decoded(decoded, coder.take_new()), names[sock])
+                deliver(decoded, names[sock])
 
     def _forward(self, results: zmq.Socket) -> None:
         """Process mode: submit what the decode process sends, until its end marker."""
