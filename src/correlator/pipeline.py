@@ -102,6 +102,8 @@ class Trace:
             parts.append((self.second.fate, self.second.rule, ("passed", *SECOND_FATE_NAMES)))
         for fates, rule_index, names in parts:
             stopped = np.flatnonzero(fates != 0)
+            if not len(stopped):
+                continue
             pairs = fates[stopped].astype(np.int64) << 32 | rule_index[stopped].astype(np.int64)
             found, counts = np.unique(pairs, return_counts=True)
             for pair, count in zip(found.tolist(), counts.tolist(), strict=True):

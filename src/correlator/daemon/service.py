@@ -156,6 +156,10 @@ class Daemon:
             event.id: event for event in (restored.open_incidents if restored else ())
         }
         self.metrics.incidents_open.set(len(self._open))
+        self._by_significance = tuple(
+            self.metrics.events_by_significance.labels(significance=name)
+            for name in ("informational", "warning", "exception")
+        )
         self._open_lock = threading.Lock()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -391,7 +395,7 @@ class Daemon:
         """
         sizes = [arrival.decoded.table.num_rows for arrival in arrivals]
         stamps = np.repeat(np.array([a.received_ns for a in arrivals], dtype=np.int64), sizes)
-        column = pa.array(stamps, type=pa.int64()).cast(TIMESTAMP)
+        column = pa.Array.from_buffers(TIMESTAMP, len(stamps), [None, pa.py_buffer(stamps)])
         if self.config.event_time == "source":
             column = pc.coalesce(table.column("receivedAt"), column)
         index = table.schema.get_field_index("receivedAt")
@@ -468,11 +472,9 @@ class Daemon:
         # The batch's own alerts only: rows a pair rule brings back were counted when held.
         own = trace.first.significance if trace is not None else outcome.significance
         significance = np.bincount(own, minlength=3)
-        for name, count in zip(
-            ("informational", "warning", "exception"), significance, strict=True
-        ):
+        for counter, count in zip(self._by_significance, significance.tolist(), strict=True):
             if count:
-                self.metrics.events_by_significance.labels(significance=name).inc(int(count))
+                counter.inc(count)
         self._deliver(outcome.events)
 
     def _deliver(self, events: list[IncidentEvent]) -> None:

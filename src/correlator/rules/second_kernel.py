@@ -48,6 +48,8 @@ J_KIND, J_SLOT, J_TS, J_BEFORE, J_NF = range(5)
 
 DONE, NEED_SRC, NEED_EP, NEED_TAB = range(4)
 
+KEY_PRIME = np.uint64(0x100000001B3)
+
 FILTER_SHIFT = 44
 FILTER_BITS = 1 << (64 - FILTER_SHIFT)
 
@@ -264,12 +266,32 @@ def reinsert(keys, vals, new_keys, new_vals):
             table_put(new_keys, new_vals, keys[s], vals[s])
 
 
-def key_hash(seed: int, columns: list[np.ndarray], n: int) -> np.ndarray:
-    """Per alert (``n`` of them), a 64-bit FNV-1a-style mix of ``seed`` and the id columns."""
-    prime = np.uint64(0x100000001B3)
-    h = np.full(n, np.uint64(seed), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column in columns:
-            h = (h ^ column.astype(np.uint64)) * prime
-            h ^= h >> np.uint64(29)
-    return h
+@numba.njit(nogil=True, cache=True, inline="always")
+def _mix(h, value):
+    h = (h ^ value) * KEY_PRIME
+    return h ^ (h >> np.uint64(29))
+
+
+@numba.njit(nogil=True, cache=True)
+def label_keys(seeds, values, ptr, rows):
+    """Per alert ``i`` and rule ``r``, a 64-bit FNV-1a-style mix of ``seeds[r]`` and the
+    label ids ``values[rows[k], i]`` for ``k`` in ``ptr[r]:ptr[r + 1]``, in that order."""
+    n = values.shape[1]
+    out = np.empty((n, seeds.shape[0]), dtype=np.uint64)
+    for r in range(seeds.shape[0]):
+        for i in range(n):
+            h = seeds[r]
+            for k in range(ptr[r], ptr[r + 1]):
+                h = _mix(h, np.uint64(values[rows[k], i]))
+            out[i, r] = h
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def fingerprint_keys(seeds, fingerprint):
+    """Per alert ``i`` and rule ``r``, ``seeds[r]`` mixed with the alert's fingerprint."""
+    out = np.empty((fingerprint.shape[0], seeds.shape[0]), dtype=np.uint64)
+    for r in range(seeds.shape[0]):
+        for i in range(fingerprint.shape[0]):
+            out[i, r] = _mix(seeds[r], fingerprint[i])
+    return out

@@ -28,7 +28,7 @@ import numpy as np
 from correlator.batch import AlertBatch, concat_batches
 from correlator.rules import second_kernel as kernel
 from correlator.rules.first_level import rule_hash
-from correlator.rules.model import GroupRule, RuleSet
+from correlator.rules.model import GroupRule, InhibitRule, PairRule, RuleSet
 from correlator.rules.tables import LabelColumns, MatchProgram
 from correlator.schema import RESOLVED
 from correlator.vocab import Vocabulary
@@ -99,6 +99,46 @@ class _Store:
         return batch.take(slots), significance[slots], columns[:, slots]
 
 
+@dataclass(frozen=True)
+class _KeyPlan:
+    """What keys a rule set's state over label columns ``names``: each rule's seed (its
+    stage and name hashed), and which label rows its ``equal`` keys mix, in order
+    (``ptr``, ``rows``: rule ``r`` mixes ``rows[ptr[r]:ptr[r + 1]]``)."""
+
+    rules: RuleSet
+    names: tuple[str, ...]
+    inhibit: np.ndarray
+    source: tuple[np.ndarray, np.ndarray]
+    target: tuple[np.ndarray, np.ndarray]
+    pair: np.ndarray
+    pair_equal: tuple[np.ndarray, np.ndarray]
+    within: np.ndarray
+
+    @classmethod
+    def of(cls, rules: RuleSet, names: tuple[str, ...]) -> _KeyPlan:
+        row_of = {name: r for r, name in enumerate(names)}
+
+        def rows(lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+            ptr = np.zeros(len(lists) + 1, dtype=np.int64)
+            np.cumsum(np.array([len(labels) for labels in lists], dtype=np.int64), out=ptr[1:])
+            flat = [row_of[label] for labels in lists for label in labels]
+            return ptr, np.array(flat, dtype=np.int64)
+
+        def seeds(stage: str, named: Sequence[InhibitRule] | Sequence[PairRule]) -> np.ndarray:
+            return np.array([rule_hash(stage, r.name) for r in named], dtype=np.uint64)
+
+        return cls(
+            rules,
+            names,
+            seeds("inhibit", rules.inhibit),
+            rows([[source for source, _ in r.equal] for r in rules.inhibit]),
+            rows([[target for _, target in r.equal] for r in rules.inhibit]),
+            seeds("pair", rules.pair),
+            rows([list(r.equal) for r in rules.pair]),
+            np.array([r.within for r in rules.pair], dtype=np.int64),
+        )
+
+
 class SecondLevel:
     """Inhibit and pair rules over a stream of first-level-passed alerts."""
 
@@ -126,6 +166,7 @@ class SecondLevel:
             np.zeros(kernel.FILTER_BITS // 64, dtype=np.uint64),
         ]
         self._store: _Store | None = None
+        self._plan: _KeyPlan | None = None
 
     @property
     def rules(self) -> RuleSet:
@@ -282,33 +323,32 @@ class SecondLevel:
     def _inputs(self, fingerprint: np.ndarray, columns: LabelColumns) -> tuple[tuple, tuple]:
         rules, programs = self._rules, self._programs
         n = len(fingerprint)
+        plan = self._plan_for(columns.names)
         if rules.inhibit:
             src_mask = programs["inhibit.source"].match_mask(columns)
             tgt_mask = programs["inhibit.target"].match_mask(columns)
         else:
             src_mask = tgt_mask = np.zeros((n, 0), dtype=np.bool_)
-        src_key = np.empty((n, len(rules.inhibit)), dtype=np.uint64)
-        tgt_key = np.empty_like(src_key)
-        entry_key = np.empty_like(src_key)
-        for r, inhibit in enumerate(rules.inhibit):
-            seed = rule_hash("inhibit", inhibit.name)
-            src_key[:, r] = kernel.key_hash(seed, [columns.column(s) for s, _ in inhibit.equal], n)
-            tgt_key[:, r] = kernel.key_hash(seed, [columns.column(t) for _, t in inhibit.equal], n)
-            entry_key[:, r] = kernel.key_hash(seed, [fingerprint], n)
+        src_key = kernel.label_keys(plan.inhibit, columns.values, *plan.source)
+        tgt_key = kernel.label_keys(plan.inhibit, columns.values, *plan.target)
+        entry_key = kernel.fingerprint_keys(plan.inhibit, fingerprint)
         if rules.pair:
             prob_mask = programs["pair.problem"].match_mask(columns)
             rec_mask = programs["pair.recovery"].match_mask(columns)
         else:
             prob_mask = rec_mask = np.zeros((n, 0), dtype=np.bool_)
-        pair_key = np.empty((n, len(rules.pair)), dtype=np.uint64)
-        for r, pair in enumerate(rules.pair):
-            seed = rule_hash("pair", pair.name)
-            pair_key[:, r] = kernel.key_hash(seed, [columns.column(name) for name in pair.equal], n)
-        within = np.array([p.within for p in rules.pair], dtype=np.int64)
+        pair_key = kernel.label_keys(plan.pair, columns.values, *plan.pair_equal)
         return (
             (src_mask, tgt_mask, src_key, tgt_key, entry_key),
-            (prob_mask, rec_mask, pair_key, within),
+            (prob_mask, rec_mask, pair_key, plan.within),
         )
+
+    def _plan_for(self, names: tuple[str, ...]) -> _KeyPlan:
+        """The key plan of the running rules over label columns ``names``, made once."""
+        plan = self._plan
+        if plan is None or plan.rules is not self._rules or plan.names != names:
+            plan = self._plan = _KeyPlan.of(self._rules, names)
+        return plan
 
     def _grow(self, need: int) -> None:
         state = self._state

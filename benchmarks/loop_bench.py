@@ -1,0 +1,147 @@
+"""Correlation-loop benchmark: what one step of the daemon's loop costs, per batch and per alert.
+
+The daemon's loop thread alone owns the correlation state, so its step
+(``Daemon._process``: wire ids to vocabulary ids, normalization, the event
+log's append, both rule levels, correlation, the outbox and the metrics) caps
+what the whole daemon can take. A step has a fixed cost per batch besides its
+cost per alert, and at moderate rates batches are small (the loop closes one
+every ``batch.max_wait``, 5 ms by default), so both are measured here, in
+process, without the sockets and thread hand-offs of ``ingest_bench.py``.
+
+A seeded storm over a generated 20,000-CI topology is sent through the
+decode process's own code (``correlator.client``'s Arrow messages, decoded
+with wire label ids) in bursts of each ``--sizes`` alerts, decoded before the
+clock starts. A daemon built as ``ingest_bench.py`` configures it (shipped
+rules, settle 0, event time on arrival, the event log on, a JSON-lines sink,
+no sockets) then runs one step per burst, event time advancing 1 ms per
+burst; the first pass over the storm warms the kernels and is not timed.
+Small bursts go over the storm's head only (``--max-batches`` of them per
+pass). It prints, per burst size, the median over ``--runs`` passes of the loop's
+time per batch and per alert.
+
+    python benchmarks/loop_bench.py [--alerts 200000] [--sizes 10,100,1000,10000]
+        [--runs 3] [--max-batches 2000] [--no-event-log]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from correlator.client import arrow_message
+from correlator.daemon.config import parse_config
+from correlator.daemon.frames import decode_frames, frame_from_parts
+from correlator.daemon.receiver import wire_decoded
+from correlator.daemon.service import Daemon, _Arrival
+from correlator.daemon.wire import LabelCoder
+from correlator.decode import Decoded
+from correlator.scenarios import storm, storm_table, write_cmdb
+
+STEP_NS = 1_000_000  # event time between two bursts
+
+
+def bursts(table: pa.Table, size: int, coder: LabelCoder) -> list[Decoded]:
+    """``table`` as the decode process hands it to the loop: bursts of ``size`` alerts
+    with wire label ids, each carrying the strings new to the loop."""
+    out = []
+    for start in range(0, table.num_rows - size + 1, size):
+        frame = frame_from_parts([b"arrow", arrow_message(table.slice(start, size))])
+        decoded = decode_frames([frame], max_bytes=1 << 30, labels=coder)
+        out.append(wire_decoded(decoded, coder.take_new()))
+    return out
+
+
+def daemon(folder: Path, cmdb: dict, *, event_log: bool) -> Daemon:
+    """A daemon configured as ``ingest_bench.py``'s, never started: its loop step is
+    called here directly."""
+    write_cmdb(cmdb, folder / "cmdb.json")
+    config = parse_config(
+        {
+            "zmq": {"pull": []},
+            "http": {"listen": ""},
+            "event_time": "arrival",
+            "topology": str(folder / "cmdb.json"),
+            "correlation": {"settle": "0s"},
+            "state_dir": str(folder / "state"),
+            "event_log": {"enabled": event_log},
+            "sinks": [
+                {"name": "incidents", "type": "jsonl", "options": {"path": str(folder / "i.jsonl")}}
+            ],
+        }
+    )
+    return Daemon(config)
+
+
+def measure(table: pa.Table, cmdb: dict, size: int, runs: int, *, event_log: bool) -> list[float]:
+    """Seconds of loop time per pass over ``table`` in bursts of ``size``, one per run
+    (after an untimed first pass)."""
+    coder = LabelCoder()
+    passes = [bursts(table, size, coder) for _ in range(runs + 1)]
+    with tempfile.TemporaryDirectory(prefix="correlator-loop-") as folder:
+        target = daemon(Path(folder), cmdb, event_log=event_log)
+        clock = time.time_ns()
+        seconds = []
+        try:
+            for number, work in enumerate(passes):
+                arrivals = []
+                for decoded in work:
+                    clock += STEP_NS
+                    arrivals.append(_Arrival(decoded, clock, "zmq", "arrow"))
+                started = time.perf_counter()
+                for arrival in arrivals:
+                    target._process([arrival])
+                if number:
+                    seconds.append(time.perf_counter() - started)
+        finally:
+            if target.event_log is not None:
+                target.event_log.close()
+            target.dispatcher.close()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=200_000, help="storm size")
+    parser.add_argument("--cis", type=int, default=20_000, help="topology size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sizes", default="10,100,1000,10000", help="alerts per burst")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--max-batches", type=int, default=2_000, help="bursts per pass, at most")
+    parser.add_argument("--no-event-log", action="store_true", help="turn the event log off")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    generated = storm(args.alerts, args.cis, args.seed)
+    table = storm_table(generated).drop_columns(["receivedAt", "status"])
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"storm: {table.num_rows:,} alerts over {args.cis:,} CIs, shipped rules, "
+        f"event log {'off' if args.no_event_log else 'on'}; medians of {args.runs} passes"
+    )
+    print(f"{'alerts per batch':>16}  {'ms per batch':>12}  {'us per alert':>12}")
+    for size in sizes:
+        # Small bursts over the storm's head only: a pass stays a few seconds long.
+        part = table.slice(0, min(table.num_rows, size * args.max_batches))
+        seconds = statistics.median(
+            measure(part, generated.cmdb, size, args.runs, event_log=not args.no_event_log)
+        )
+        batches = part.num_rows // size
+        print(
+            f"{size:>16,}  {seconds / batches * 1e3:>12.3f}  "
+            f"{seconds / (batches * size) * 1e6:>12.3f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
