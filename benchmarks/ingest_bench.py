@@ -36,6 +36,12 @@ CPU is theirs too.
         [--backlog 0.25] [--no-event-log] [--plain-arrow] [--keep-state DIR]
         [--py-spy PATH]
 
+Before the daemon starts, the ``json`` mode's messages are also sent to a
+bare receiver in another process (``zmq_floor``): how many pyzmq carries per
+second when nothing is done with them. That floor moves with the host's
+speed from hour to hour, and one alert per message cannot go faster, so it
+is printed beside the results.
+
 ``--py-spy PATH`` samples the daemon with that py-spy binary during every
 mode and prints, per thread, the functions holding the most samples (the
 collapsed stacks stay in the state folder with ``--keep-state``).
@@ -47,6 +53,8 @@ import argparse
 import http.client
 import itertools
 import json
+import multiprocessing
+import multiprocessing.queues
 import os
 import platform
 import re
@@ -704,6 +712,54 @@ def measure_latency(
 # -- the run ---------------------------------------------------------------------------------
 
 
+def _receive_floor(endpoint: str, messages: int, answer: multiprocessing.queues.Queue) -> None:
+    """Child of ``zmq_floor``: receive ``messages`` two-part messages, doing nothing else,
+    and report how many per second arrived after the first."""
+    context = zmq.Context()
+    sock = context.socket(zmq.PULL)
+    sock.bind(endpoint)
+    answer.put("bound")
+    sock.recv(copy=False)
+    sock.recv(copy=False)
+    started = time.perf_counter()
+    for _ in range(messages - 1):
+        part = sock.recv(copy=False)
+        while part.more:
+            part = sock.recv(copy=False)
+    answer.put((messages - 1) / (time.perf_counter() - started))
+    sock.close(linger=0)
+    context.term()
+
+
+def zmq_floor(payload: bytes, messages: int = 300_000) -> float:
+    """Messages per second pyzmq carries here and now from one process to another when
+    the receiver does nothing with them: the ceiling on one-alert-per-message intake,
+    which moves with the host's speed (the ``json`` mode's sender and messages)."""
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    answer = multiprocessing.get_context("spawn").Queue()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_receive_floor, args=(endpoint, messages, answer), daemon=True
+    )
+    child.start()
+    try:
+        if answer.get(timeout=60) != "bound":
+            raise RuntimeError("the ZeroMQ floor's receiver did not start")
+        context = zmq.Context()
+        sock = _push_socket(context, endpoint)
+        sock.setsockopt(zmq.LINGER, -1)
+        message = [b"json", payload]
+        for _ in range(messages):
+            sock.send_multipart(message)
+        rate = float(answer.get(timeout=120))
+        sock.close()
+        context.term()
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+    return rate
+
+
 def cpu_pressure() -> str:
     """Load average and the kernel's CPU pressure: how much others competed for the cores."""
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -777,6 +833,9 @@ def main() -> int:
         f"({time.perf_counter() - t0:.1f} s to build)",
         file=sys.stderr,
     )
+    floor = zmq_floor(work.singles[0]) if "json" in modes else None
+    if floor is not None:
+        print(f"ZeroMQ floor: {floor:,.0f} messages/s (receiving only)", file=sys.stderr)
     folder = Path(args.keep_state or tempfile.mkdtemp(prefix="correlator-ingest-"))
     folder.mkdir(parents=True, exist_ok=True)
     daemon = DaemonProcess(folder, work.cmdb, event_log=not args.no_event_log)
@@ -906,6 +965,12 @@ def main() -> int:
         "and its CPU microseconds per alert; "
         "peak RSS: their VmHWM summed, reset at each mode's start to the RSS they then had"
     )
+    if floor is not None:
+        print(
+            f"{'ZeroMQ floor':<36} {_fmt_rate(floor) + ' /s':>14}  two-part messages of "
+            f"{len(work.singles[0])} B from one process to another, received and dropped "
+            "(the host's ceiling on one JSON alert per message, measured before the daemon started)"
+        )
     print(f"machine before: {pressure_before}; after: {cpu_pressure()}")
     print(f"total run time {time.perf_counter() - wall:.0f} s")
     return 0
