@@ -92,7 +92,11 @@ class Decoded:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    if isinstance(exc, UnicodeDecodeError):
+    # msgspec before 0.23 raised UnicodeDecodeError for bad UTF-8 in a string;
+    # 0.23 raises its DecodeError ("Invalid UTF-8 encoded string").
+    if isinstance(exc, UnicodeDecodeError) or (
+        isinstance(exc, msgspec.DecodeError) and "UTF-8" in text
+    ):
         return "invalid_utf8"
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         return "invalid_json"
