@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from correlator.fingerprint import fingerprint_columns
+from correlator.fingerprint import FingerprintMemo
 from correlator.rejects import Reject
 from correlator.schema import ALERT_SCHEMA, FIRING, RESOLVED
 from correlator.vocab import Vocabulary
@@ -202,7 +202,8 @@ class Normalizer:
 
     It keeps per-string lookup tables (severity code, CI index, label-name
     validity) that grow with the vocabulary, so each distinct string is
-    examined once for the life of the normalizer.
+    examined once for the life of the normalizer, and a bounded memo of the
+    label sets it fingerprinted, so a resent alert's strings are not hashed again.
     """
 
     def __init__(
@@ -222,6 +223,7 @@ class Normalizer:
         self._severity_lut = np.zeros(0, dtype=np.int8)
         self._ci_lut = np.zeros(0, dtype=np.int32)
         self._name_ok = np.zeros(0, dtype=np.bool_)
+        self._fingerprints = FingerprintMemo()
 
     def _extend_tables(self) -> None:
         start = len(self._ci_lut)
@@ -363,7 +365,7 @@ class Normalizer:
         string_bytes, string_offsets = self.vocab.byte_buffer()
         batch = AlertBatch(
             ts=ts.astype(np.int64),
-            fingerprint=fingerprint_columns(
+            fingerprint=self._fingerprints.fingerprints(
                 ptr, keys, values, name_rank, string_bytes, string_offsets
             ),
             ci=ci,

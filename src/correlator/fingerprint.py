@@ -117,3 +117,178 @@ def fingerprint_columns(ptr, keys, values, key_rank, string_bytes, string_offset
                 break
             s = (s + 1) & mask
     return out
+
+
+MEMO_SETS = 1 << 17
+"""At most this many label sets are remembered by a ``FingerprintMemo``; then it starts over."""
+MEMO_IDS_PER_SET = 32
+"""Its arena holds at most this many label ids per set of the limit (33 MiB at the default)."""
+_MEMO_START = 1 << 12
+_MEMO_FIRST_IDS_PER_SET = 8
+
+
+@numba.njit(nogil=True, cache=True)
+def _id_hash(keys, values, lo, hi):
+    h = np.uint64(hi - lo)
+    for k in range(lo, hi):
+        h = (h ^ np.uint64(keys[k])) * FNV_PRIME
+        h = (h ^ np.uint64(values[k])) * FNV_PRIME
+    return h ^ (h >> np.uint64(31))
+
+
+@numba.njit(nogil=True, cache=True)
+def _memo_fingerprints(ptr, keys, values, key_rank, string_bytes, string_offsets,
+                       slots, hashes, fps, starts, arena_keys, arena_values, counts):  # fmt: skip
+    """``fingerprint_columns`` through a memo of the label sets seen before.
+
+    The memo: ``slots``, an open-addressing table of entry numbers keyed by a
+    hash of the id sequence, and per entry that hash, its fingerprint and its
+    ids (``starts[e]:starts[e + 1]`` of the arena); ``counts`` holds the entries
+    and arena ids in use, updated here. A set found is compared id by id, so a
+    hash collision never mixes two sets up. Returns the fingerprints and whether
+    some set found no room (the caller grows the memo or starts it over before
+    the next batch).
+    """
+    n = ptr.shape[0] - 1
+    out = np.empty(n, dtype=np.uint64)
+    mask = slots.shape[0] - 1
+    widest = 0
+    for i in range(n):
+        widest = max(widest, ptr[i + 1] - ptr[i])
+    order = np.empty(widest, dtype=np.int64)
+    entries, used = counts[0], counts[1]
+    full = False
+    for i in range(n):
+        lo, hi = ptr[i], ptr[i + 1]
+        h = _id_hash(keys, values, lo, hi)
+        s = np.int64(h >> np.uint64(20)) & mask
+        while True:
+            e = slots[s]
+            if e < 0:
+                fp = _fingerprint_row(
+                    ptr, keys, values, key_rank, string_bytes, string_offsets, i, order
+                )
+                out[i] = fp
+                if entries < hashes.shape[0] and used + hi - lo <= arena_keys.shape[0]:
+                    slots[s] = entries
+                    hashes[entries] = h
+                    fps[entries] = fp
+                    for k in range(lo, hi):
+                        arena_keys[used] = keys[k]
+                        arena_values[used] = values[k]
+                        used += 1
+                    entries += 1
+                    starts[entries] = used
+                else:
+                    full = True
+                break
+            if hashes[e] == h and starts[e + 1] - starts[e] == hi - lo:
+                a = starts[e]
+                same = True
+                for k in range(hi - lo):
+                    if arena_keys[a + k] != keys[lo + k] or arena_values[a + k] != values[lo + k]:
+                        same = False
+                        break
+                if same:
+                    out[i] = fps[e]
+                    break
+            s = (s + 1) & mask
+    counts[0], counts[1] = entries, used
+    return out, full
+
+
+@numba.njit(nogil=True, cache=True)
+def _rehash(hashes, entries, slots):
+    mask = slots.shape[0] - 1
+    for e in range(entries):
+        s = np.int64(hashes[e] >> np.uint64(20)) & mask
+        while slots[s] >= 0:
+            s = (s + 1) & mask
+        slots[s] = e
+
+
+class FingerprintMemo:
+    """Fingerprints of the label sets seen before, by their sequence of string ids.
+
+    An alert is resent every few minutes while it fires, so most alerts of a
+    storm carry a label set seen before: this spares hashing their strings
+    byte by byte again. At most ``limit`` sets and ``MEMO_IDS_PER_SET`` label
+    ids per set of the limit are kept (32 bytes per set and 8 per label); a
+    memo that fills up starts over, so its memory stays bounded however many
+    fingerprints a daemon sees. Ids are those of one vocabulary,
+    which never renumbers them; the same sequence in another order is another
+    entry (and the same fingerprint).
+    """
+
+    def __init__(self, limit: int = MEMO_SETS) -> None:
+        self.limit = limit
+        sets = min(limit, _MEMO_START)
+        self._start_over(sets, sets * _MEMO_FIRST_IDS_PER_SET)
+
+    def __len__(self) -> int:
+        return int(self._counts[0])
+
+    def fingerprints(
+        self,
+        ptr: np.ndarray,
+        keys: np.ndarray,
+        values: np.ndarray,
+        key_rank: np.ndarray,
+        string_bytes: np.ndarray,
+        string_offsets: np.ndarray,
+    ) -> np.ndarray:
+        """``fingerprint_columns`` of a batch, through the memo."""
+        out, full = _memo_fingerprints(
+            ptr, keys, values, key_rank, string_bytes, string_offsets, *self._memo, self._counts
+        )
+        if full:
+            self._make_room()
+        return out
+
+    def _start_over(self, sets: int, ids: int) -> None:
+        self._memo = (
+            _slots(sets),
+            np.zeros(sets, dtype=np.uint64),
+            np.zeros(sets, dtype=np.uint64),
+            np.zeros(sets + 1, dtype=np.int64),
+            np.zeros(ids, dtype=np.int32),
+            np.zeros(ids, dtype=np.int32),
+        )
+        self._counts = np.zeros(2, dtype=np.int64)
+
+    def _make_room(self) -> None:
+        """Twice the room, or a fresh start once ``limit`` sets are kept."""
+        _, hashes, fps, starts, arena_keys, arena_values = self._memo
+        sets, ids = len(hashes), len(arena_keys)
+        entries, used = (int(c) for c in self._counts)
+        full_sets, full_ids = entries == sets, entries < sets
+        if (full_sets and sets >= self.limit) or (
+            full_ids and ids >= self.limit * MEMO_IDS_PER_SET
+        ):
+            self._start_over(sets, ids)
+            return
+        if full_sets:
+            sets = min(2 * sets, self.limit)
+        else:
+            ids = min(2 * ids, self.limit * MEMO_IDS_PER_SET)
+        slots = _slots(sets)
+        _rehash(hashes, entries, slots)
+        self._memo = (
+            slots,
+            _grown(hashes, entries, sets),
+            _grown(fps, entries, sets),
+            _grown(starts, entries + 1, sets + 1),
+            _grown(arena_keys, used, ids),
+            _grown(arena_values, used, ids),
+        )
+
+
+def _slots(sets: int) -> np.ndarray:
+    """An empty slot table for ``sets`` entries: a power of two, at most half full."""
+    return np.full(1 << (2 * sets - 1).bit_length(), -1, dtype=np.int32)
+
+
+def _grown(array: np.ndarray, used: int, size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=array.dtype)
+    out[:used] = array[:used]
+    return out
