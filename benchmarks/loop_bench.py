@@ -17,7 +17,9 @@ no sockets) then runs one step per burst, event time advancing 1 ms per
 burst; the first pass over the storm warms the kernels and is not timed.
 Small bursts go over the storm's head only (``--max-batches`` of them per
 pass). It prints, per burst size, the median over ``--runs`` passes of the loop's
-time per batch and per alert.
+time per batch and per alert; then what fingerprinting the whole storm in
+batches of each size costs per alert, hashing every label set's strings and
+through the normalizer's memo of the label sets seen before.
 
     python benchmarks/loop_bench.py [--alerts 200000] [--sizes 10,100,1000,10000]
         [--runs 3] [--max-batches 2000] [--no-event-log]
@@ -32,10 +34,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
+from correlator.batch import Normalizer
 from correlator.client import arrow_message
 from correlator.daemon.config import parse_config
 from correlator.daemon.frames import decode_frames, frame_from_parts
@@ -43,7 +48,9 @@ from correlator.daemon.receiver import wire_decoded
 from correlator.daemon.service import Daemon, _Arrival
 from correlator.daemon.wire import LabelCoder
 from correlator.decode import Decoded
+from correlator.fingerprint import FingerprintMemo, fingerprint_columns
 from correlator.scenarios import storm, storm_table, write_cmdb
+from correlator.vocab import Vocabulary
 
 STEP_NS = 1_000_000  # event time between two bursts
 
@@ -107,6 +114,29 @@ def measure(table: pa.Table, cmdb: dict, size: int, runs: int, *, event_log: boo
     return seconds
 
 
+def fingerprint_costs(table: pa.Table, size: int) -> tuple[float, float]:
+    """Seconds per alert to fingerprint ``table`` in batches of ``size``: hashing every
+    label set's strings (``fingerprint_columns``), and through the normalizer's memo
+    (warmed by one pass, as a daemon's is by the alerts it saw before)."""
+    vocab = Vocabulary()
+    ptr, keys, values = Normalizer(vocab).intern_labels(table.column("labels"))
+    rank = vocab.name_rank(keys)
+    text, offsets = vocab.byte_buffer()
+    memo = FingerprintMemo()
+    rows = len(ptr) - 1
+
+    def seconds(fingerprints: Callable[..., np.ndarray]) -> float:
+        started = time.perf_counter()
+        for lo in range(0, rows - size + 1, size):
+            a, b = ptr[lo], ptr[lo + size]
+            fingerprints(ptr[lo : lo + size + 1] - a, keys[a:b], values[a:b], rank, text, offsets)
+        return (time.perf_counter() - started) / (rows - rows % size)
+
+    seconds(fingerprint_columns)
+    seconds(memo.fingerprints)
+    return seconds(fingerprint_columns), seconds(memo.fingerprints)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=200_000, help="storm size")
@@ -141,6 +171,10 @@ def main() -> None:
             f"{seconds / (batches * size) * 1e6:>12.3f}",
             flush=True,
         )
+    print("\nfingerprints, us per alert (one core): hashing the strings each time / memo")
+    for size in sizes:
+        hashed, memo = fingerprint_costs(table, size)
+        print(f"{size:>16,}  {hashed * 1e6:>12.3f}  {memo * 1e6:>12.3f}")
 
 
 if __name__ == "__main__":
