@@ -144,10 +144,9 @@ def _memo_fingerprints(ptr, keys, values, key_rank, string_bytes, string_offsets
     The memo: ``slots``, an open-addressing table of entry numbers keyed by a
     hash of the id sequence, and per entry that hash, its fingerprint and its
     ids (``starts[e]:starts[e + 1]`` of the arena); ``counts`` holds the entries
-    and arena ids in use, updated here. A set found is compared id by id, so a
-    hash collision never mixes two sets up. Returns the fingerprints and whether
-    some set found no room (the caller grows the memo or starts it over before
-    the next batch).
+    and arena ids in use, updated here. It must have room for every row of the
+    batch (entries and ids), so a batch's repeats are found in it too. A set
+    found is compared id by id, so a hash collision never mixes two sets up.
     """
     n = ptr.shape[0] - 1
     out = np.empty(n, dtype=np.uint64)
@@ -157,7 +156,6 @@ def _memo_fingerprints(ptr, keys, values, key_rank, string_bytes, string_offsets
         widest = max(widest, ptr[i + 1] - ptr[i])
     order = np.empty(widest, dtype=np.int64)
     entries, used = counts[0], counts[1]
-    full = False
     for i in range(n):
         lo, hi = ptr[i], ptr[i + 1]
         h = _id_hash(keys, values, lo, hi)
@@ -169,18 +167,15 @@ def _memo_fingerprints(ptr, keys, values, key_rank, string_bytes, string_offsets
                     ptr, keys, values, key_rank, string_bytes, string_offsets, i, order
                 )
                 out[i] = fp
-                if entries < hashes.shape[0] and used + hi - lo <= arena_keys.shape[0]:
-                    slots[s] = entries
-                    hashes[entries] = h
-                    fps[entries] = fp
-                    for k in range(lo, hi):
-                        arena_keys[used] = keys[k]
-                        arena_values[used] = values[k]
-                        used += 1
-                    entries += 1
-                    starts[entries] = used
-                else:
-                    full = True
+                slots[s] = entries
+                hashes[entries] = h
+                fps[entries] = fp
+                for k in range(lo, hi):
+                    arena_keys[used] = keys[k]
+                    arena_values[used] = values[k]
+                    used += 1
+                entries += 1
+                starts[entries] = used
                 break
             if hashes[e] == h and starts[e + 1] - starts[e] == hi - lo:
                 a = starts[e]
@@ -194,7 +189,7 @@ def _memo_fingerprints(ptr, keys, values, key_rank, string_bytes, string_offsets
                     break
             s = (s + 1) & mask
     counts[0], counts[1] = entries, used
-    return out, full
+    return out
 
 
 @numba.njit(nogil=True, cache=True)
@@ -213,15 +208,18 @@ class FingerprintMemo:
     An alert is resent every few minutes while it fires, so most alerts of a
     storm carry a label set seen before: this spares hashing their strings
     byte by byte again. At most ``limit`` sets and ``MEMO_IDS_PER_SET`` label
-    ids per set of the limit are kept (32 bytes per set and 8 per label); a
-    memo that fills up starts over, so its memory stays bounded however many
-    fingerprints a daemon sees. Ids are those of one vocabulary,
-    which never renumbers them; the same sequence in another order is another
-    entry (and the same fingerprint).
+    ids per set of the limit are kept (32 bytes per set and 8 per label): a
+    batch that would not fit beside what is kept starts the memo over, and one
+    larger than the memo can hold (a whole recording replayed at once) is
+    hashed as it comes, so memory stays bounded however many fingerprints a
+    daemon sees. Ids are those of one vocabulary, which never renumbers them;
+    the same sequence in another order is another entry (and the same
+    fingerprint).
     """
 
     def __init__(self, limit: int = MEMO_SETS) -> None:
         self.limit = limit
+        self.max_ids = limit * MEMO_IDS_PER_SET
         sets = min(limit, _MEMO_START)
         self._start_over(sets, sets * _MEMO_FIRST_IDS_PER_SET)
 
@@ -238,12 +236,13 @@ class FingerprintMemo:
         string_offsets: np.ndarray,
     ) -> np.ndarray:
         """``fingerprint_columns`` of a batch, through the memo."""
-        out, full = _memo_fingerprints(
+        rows, ids = len(ptr) - 1, len(keys)
+        if rows > self.limit or ids > self.max_ids:
+            return fingerprint_columns(ptr, keys, values, key_rank, string_bytes, string_offsets)
+        self._make_room(rows, ids)
+        return _memo_fingerprints(
             ptr, keys, values, key_rank, string_bytes, string_offsets, *self._memo, self._counts
         )
-        if full:
-            self._make_room()
-        return out
 
     def _start_over(self, sets: int, ids: int) -> None:
         self._memo = (
@@ -256,30 +255,34 @@ class FingerprintMemo:
         )
         self._counts = np.zeros(2, dtype=np.int64)
 
-    def _make_room(self) -> None:
-        """Twice the room, or a fresh start once ``limit`` sets are kept."""
+    def _make_room(self, rows: int, ids: int) -> None:
+        """Room for ``rows`` more sets of ``ids`` label ids in all: the arrays doubled as
+        needed, or a fresh start when the limits would be passed."""
         _, hashes, fps, starts, arena_keys, arena_values = self._memo
-        sets, ids = len(hashes), len(arena_keys)
         entries, used = (int(c) for c in self._counts)
-        full_sets, full_ids = entries == sets, entries < sets
-        if (full_sets and sets >= self.limit) or (
-            full_ids and ids >= self.limit * MEMO_IDS_PER_SET
-        ):
-            self._start_over(sets, ids)
-            return
-        if full_sets:
+        if entries + rows > self.limit or used + ids > self.max_ids:
+            entries = used = 0
+        sets, room = len(hashes), len(arena_keys)
+        while sets < entries + rows:
             sets = min(2 * sets, self.limit)
-        else:
-            ids = min(2 * ids, self.limit * MEMO_IDS_PER_SET)
-        slots = _slots(sets)
-        _rehash(hashes, entries, slots)
+        while room < used + ids:
+            room = min(2 * room, self.max_ids)
+        if entries == 0:
+            if (sets, room) != (len(hashes), len(arena_keys)) or int(self._counts[0]):
+                self._start_over(sets, room)
+            return
+        if (sets, room) == (len(hashes), len(arena_keys)):
+            return
+        slots = self._memo[0] if sets == len(hashes) else _slots(sets)
+        if sets != len(hashes):
+            _rehash(hashes, entries, slots)
         self._memo = (
             slots,
             _grown(hashes, entries, sets),
             _grown(fps, entries, sets),
             _grown(starts, entries + 1, sets + 1),
-            _grown(arena_keys, used, ids),
-            _grown(arena_values, used, ids),
+            _grown(arena_keys, used, room),
+            _grown(arena_values, used, room),
         )
 
 
