@@ -222,6 +222,9 @@ class FingerprintMemo:
         self.max_ids = limit * MEMO_IDS_PER_SET
         sets = min(limit, _MEMO_START)
         self._start_over(sets, sets * _MEMO_FIRST_IDS_PER_SET)
+        # Compile (or load) the growing kernel now: numba holds the GIL while it
+        # compiles, which at the memo's first growth would stall a storm.
+        _rehash(self._memo[1], 0, self._memo[0])
 
     def __len__(self) -> int:
         return int(self._counts[0])

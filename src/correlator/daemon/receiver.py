@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 import zmq
 
+from correlator.client import arrow_message
 from correlator.daemon.config import ZmqConfig
 from correlator.daemon.frames import (
     FORMAT_NAMES,
@@ -61,7 +62,7 @@ from correlator.daemon.frames import (
     merge_decoded,
 )
 from correlator.daemon.wire import WIRE_SCHEMA, LabelCoder, NewStrings, WireDecoded
-from correlator.decode import STRING_LABELS, Decoded, LabelEncoder, empty_table
+from correlator.decode import STRING_LABELS, Decoded, LabelEncoder, decode_json, empty_table
 from correlator.errors import SourceError
 from correlator.rejects import Reject
 
@@ -273,6 +274,32 @@ def serve_requests(
     return send(decoded)
 
 
+def warm_decoders(max_bytes: int) -> None:
+    """Decode a message of each format once, with a coder of its own, and drop the result.
+
+    The decoders' kernels then compile (or load from numba's cache) now, not
+    when the first storm arrives and would wait for them; the array's 600
+    distinct label values make a string table grow once, as a storm soon does.
+    """
+    alerts = [
+        {
+            "labels": {"alertname": "Warm", "instance": f"warm-{k}:9100"},
+            "annotations": {"summary": "warming the decoders"},
+            "startsAt": "2026-01-01T00:00:00.000Z",
+            "endsAt": "2026-01-01T00:05:00Z",
+            "generatorURL": "http://localhost/warm",
+        }
+        for k in range(600)
+    ]
+    array = msgspec.json.encode(alerts)
+    frames: list[Frame | Reject] = [
+        Frame("json", msgspec.json.encode(alerts[0])),
+        Frame("json-array", array),
+        Frame("arrow", arrow_message(decode_json(array).table)),
+    ]
+    decode_frames(frames, max_bytes=max_bytes, labels=LabelCoder())
+
+
 def decode_burst(
     frames: list[Frame | Reject],
     limit: int,
@@ -399,6 +426,7 @@ class Receiver:
                 raise
             target, args = self._forward, (results,)
         else:
+            warm_decoders(self.cfg.max_message_bytes)
             self._sockets = bind_sockets(self._context, self.cfg)
             self.endpoints = [endpoint for _, _, endpoint in self._sockets]
             self.requests_endpoint = f"inproc://posted-{id(self)}"

@@ -45,6 +45,7 @@ from correlator.schema import TIMESTAMP, UNLABELLED
 from correlator.sinks.delivery import Dispatcher
 from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
+from correlator.warmup import warm_kernels
 
 log = logging.getLogger("correlator.daemon")
 
@@ -127,6 +128,7 @@ class Daemon:
             overrides=config.correlation_overrides(),
         )
         self.correlator = self.pipeline.correlator
+        warm_kernels(self.pipeline.rules, self.pipeline.settings)
         restored = snapshot.apply(loaded, self.pipeline) if loaded is not None else None
         self.event_log = (
             EventLog(
@@ -544,7 +546,9 @@ def run_daemon(config: DaemonConfig, stop_signals: Sequence[int] = ()) -> None:
 
     daemon = Daemon(config)
     # Everything built so far lives as long as the process: keep it out of the
-    # collector's generations, and collect less often under a storm's churn.
+    # collector's generations (once the warm-up's garbage is gone), and collect
+    # less often under a storm's churn.
+    gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
 

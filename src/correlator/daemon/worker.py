@@ -33,6 +33,7 @@ from correlator.daemon.receiver import (
     encode_result,
     receive_burst,
     serve_requests,
+    warm_decoders,
 )
 from correlator.daemon.wire import LabelCoder
 from correlator.decode import Decoded
@@ -131,8 +132,8 @@ def serve(cfg: ZmqConfig, results: str, posted: str, control: int, answer: IO[st
 
 
 def main() -> None:
-    """Read the config from standard input, then run until stopped or orphaned."""
-    gc.freeze()
+    """Read the config from standard input, warm the decoders, then run until stopped or
+    orphaned."""
     gc.set_threshold(50_000, 20, 20)
     control = sys.stdin.fileno()
     line = b""
@@ -142,6 +143,10 @@ def main() -> None:
             return
         line += chunk
     cfg = msgspec.json.decode(line, type=ZmqConfig)
+    warm_decoders(cfg.max_message_bytes)
+    # What is left now lives as long as the process: out of the collector's way.
+    gc.collect()
+    gc.freeze()
     serve(cfg, sys.argv[1], sys.argv[2], control, sys.stdout)
 
 
