@@ -736,23 +736,23 @@ def zmq_floor(payload: bytes, messages: int = 300_000) -> float:
     the receiver does nothing with them: the ceiling on one-alert-per-message intake,
     which moves with the host's speed (the ``json`` mode's sender and messages)."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    answer = multiprocessing.get_context("spawn").Queue()
-    child = multiprocessing.get_context("spawn").Process(
-        target=_receive_floor, args=(endpoint, messages, answer), daemon=True
-    )
+    spawn = multiprocessing.get_context("spawn")
+    answer = spawn.Queue()
+    child = spawn.Process(target=_receive_floor, args=(endpoint, messages, answer), daemon=True)
     child.start()
     try:
         if answer.get(timeout=60) != "bound":
             raise RuntimeError("the ZeroMQ floor's receiver did not start")
         context = zmq.Context()
         sock = _push_socket(context, endpoint)
-        sock.setsockopt(zmq.LINGER, -1)
-        message = [b"json", payload]
-        for _ in range(messages):
-            sock.send_multipart(message)
-        rate = float(answer.get(timeout=120))
-        sock.close()
-        context.term()
+        try:
+            message = [b"json", payload]
+            for _ in range(messages):
+                sock.send_multipart(message)
+            rate = float(answer.get(timeout=120))
+        finally:
+            sock.close(linger=0)
+            context.term()
     finally:
         child.join(5)
         if child.is_alive():
