@@ -270,14 +270,14 @@ class FingerprintMemo:
             sets = min(2 * sets, self.limit)
         while room < used + ids:
             room = min(2 * room, self.max_ids)
-        if entries == 0:
-            if (sets, room) != (len(hashes), len(arena_keys)) or int(self._counts[0]):
-                self._start_over(sets, room)
+        if not entries:
+            self._start_over(sets, room)
             return
         if (sets, room) == (len(hashes), len(arena_keys)):
             return
-        slots = self._memo[0] if sets == len(hashes) else _slots(sets)
+        slots = self._memo[0]
         if sets != len(hashes):
+            slots = _slots(sets)
             _rehash(hashes, entries, slots)
         self._memo = (
             slots,
