@@ -85,6 +85,42 @@ def test_closing_hurries_the_sealing_still_at_work(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.arrows"))
 
 
+def test_closing_ends_the_sealing_thread_and_a_later_append_starts_another(
+    tmp_path: Path,
+) -> None:
+    log = EventLog(tmp_path, Vocabulary())
+    _append(log, _alerts(10))
+    log.rotate()
+    sealer = log._sealer
+    assert sealer is not None and sealer.is_alive()
+    log.close()
+    assert not sealer.is_alive()
+    _append(log, _alerts(10, 10))
+    log.close()
+    assert _canonical(read_log(tmp_path)).equals(pa.concat_tables([_alerts(10), _alerts(10, 10)]))
+    assert not list(tmp_path.glob("*.arrows"))
+
+
+def test_sealed_arrival_times_are_delta_encoded_and_read_back(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, Vocabulary())
+    table = _alerts(1_000)
+    stamps = pa.array(range(10**18, 10**18 + 1_000), pa.int64()).cast(
+        ALERT_SCHEMA.field("receivedAt").type
+    )
+    table = table.set_column(table.schema.get_field_index("receivedAt"), "receivedAt", stamps)
+    _append(log, table)
+    log.close()
+    assert _canonical(read_log(tmp_path)).equals(table)
+    (path,) = tmp_path.glob("*.parquet")
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    (received,) = [
+        meta.column(c)
+        for c in range(meta.num_columns)
+        if meta.column(c).path_in_schema == "receivedAt"
+    ]
+    assert "DELTA_BINARY_PACKED" in received.encodings
+
+
 def _held_sealing(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Make every sealing wait until the first returned event is set; the second is set
     once a sealing waits (the sealing thread may start late on a busy machine)."""
