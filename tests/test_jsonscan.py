@@ -8,12 +8,13 @@ from typing import Any
 from unittest.mock import patch
 
 import msgspec
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from correlator import decode
 from correlator.decode import Decoded, decode_json
-from correlator.jsonscan import scan_alerts
+from correlator.jsonscan import _PAD, _plain_run_end, scan_alerts
 
 EXAMPLES = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIMES = (
@@ -24,6 +25,8 @@ TIMES = (
     "not a time",
 )
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+# The bytes a run stops at, and bytes one bit or one borrow away from them.
+STOPS_AND_NEIGHBOURS = b'"\\\x00\x1f !#[]\xa2\xdc\xff'
 PLAIN_NAME = st.text("abcdefghijklmnopqrstuvwxyz_ABC019", min_size=1, max_size=10)
 
 
@@ -93,6 +96,21 @@ def test_mutated_bodies_give_what_msgspec_gives(alerts: list, data: st.DataObjec
         elif at < len(body):
             body[at : at + 1] = b"" if edit == "delete" else bytes([byte])
     _same(decode_json(bytes(body)), _without_scan(bytes(body)))
+
+
+@EXAMPLES
+@given(
+    body=st.binary(max_size=40)
+    | st.lists(st.sampled_from(STOPS_AND_NEIGHBOURS), max_size=40).map(bytes)
+)
+def test_plain_runs_end_where_a_byte_by_byte_look_ends_them(body: bytes) -> None:
+    """A word at a time, the run ends at the first quote, backslash or control
+    character, or at the zero past the body, from every start."""
+    data = np.zeros(len(body) + _PAD, dtype=np.uint8)
+    data[: len(body)] = np.frombuffer(body, dtype=np.uint8)
+    for start in range(len(body) + 1):
+        stops = [k for k in range(start, len(body)) if body[k] in b'"\\' or body[k] < 32]
+        assert _plain_run_end(data, start) == (stops[0] if stops else len(body))
 
 
 @EXAMPLES
