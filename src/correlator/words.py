@@ -23,9 +23,16 @@ if sys.byteorder != "little":  # the kernels find the first byte of a word in it
 _WORD = ir.IntType(64)
 
 
+def _bytes(array: types.Type) -> bool:
+    """Whether ``array`` is a contiguous ``uint8`` array (else the intrinsic does not type)."""
+    return isinstance(array, types.Array) and array.dtype == types.uint8 and array.layout == "C"
+
+
 @intrinsic
 def load8(typingctx, array, index):
     """The eight bytes of a ``uint8`` ``array`` from ``index`` on, as one ``uint64``."""
+    if not _bytes(array):
+        return None
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -38,6 +45,8 @@ def load8(typingctx, array, index):
 @intrinsic
 def store8(typingctx, array, index, word):
     """Write ``word`` (``uint64``) as bytes ``index`` to ``index + 7`` of ``uint8`` ``array``."""
+    if not _bytes(array):
+        return None
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
