@@ -42,6 +42,10 @@ second when nothing is done with them. That floor moves with the host's
 speed from hour to hour, and one alert per message cannot go faster, so it
 is printed beside the results.
 
+Once the daemon is warm, the median round trip of ``GET /-/healthy`` and
+``GET /metrics`` on it, idle, is printed: what a health probe or a scrape
+waits for.
+
 ``--py-spy PATH`` samples the daemon with that py-spy binary during every
 mode and prints, per thread, the functions holding the most samples (the
 collapsed stacks stay in the state folder with ``--keep-state``).
@@ -62,6 +66,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -246,6 +251,19 @@ class DaemonProcess:
                     if attempt:
                         return 0, str(exc)
         return 0, "unreachable"
+
+    def round_trip(self, path: str, requests: int = 20) -> float:
+        """Median milliseconds of ``GET path`` over the kept-alive connection: what a
+        health probe or a scrape waits for its answer."""
+        seconds = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            status, _ = self._get(path)
+            seconds.append(time.perf_counter() - started)
+            if status != 200:
+                msg = f"GET {path} answered {status}"
+                raise RuntimeError(msg)
+        return 1e3 * statistics.median(seconds)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until ``/-/ready`` answers 200; fail with the daemon's log otherwise."""
@@ -860,6 +878,10 @@ def main() -> int:
         print(
             f"daemon {daemon.pid} up and warm in {time.perf_counter() - t0:.1f} s", file=sys.stderr
         )
+        trips = ", ".join(
+            f"{path} {daemon.round_trip(path):.2f} ms" for path in ("/-/healthy", "/metrics")
+        )
+        print(f"API round trips on the idle daemon (median of 20): {trips}", file=sys.stderr)
 
         senders: dict[str, Callable[[float, Backlog], int]] = {
             "json": send_zmq(context, daemon.endpoint, b"json", work.singles, 1),

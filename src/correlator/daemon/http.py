@@ -43,6 +43,9 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "correlator"
         protocol_version = "HTTP/1.1"
+        # A reply goes out as two writes (headers, body): with Nagle's algorithm the
+        # body waits for the client's delayed ACK of the headers, 40 ms on Linux.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             """Requests are counted in metrics, not logged one by one."""
