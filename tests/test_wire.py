@@ -15,6 +15,7 @@ from correlator.batch import Normalizer
 from correlator.client import arrow_message
 from correlator.daemon.frames import Frame, decode_frames
 from correlator.daemon.receiver import HEADER, decode_result, encode_result
+from correlator.daemon.strtable import StringTable
 from correlator.daemon.wire import (
     WIRE_SCHEMA,
     LabelCoder,
@@ -220,6 +221,29 @@ def test_the_compiled_string_table_grows_past_its_first_capacity() -> None:
     again = coder.from_table(table).column("labels").combine_chunks()
     assert coder.take_new().values == values
     assert first.to_pylist() == again.to_pylist() == [[(0, k)] for k in range(5000)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.text("ab\u00e9", max_size=20), max_size=12), min_size=1, max_size=6
+    ),
+    lead=st.integers(0, 9),
+)
+def test_the_string_table_numbers_strings_in_order_of_first_sight(
+    batches: list[list[str]], lead: int
+) -> None:
+    """Strings that share long prefixes, end at a buffer's last byte or straddle its
+    words: each gets one id, the next free one when first seen."""
+    table = StringTable()
+    seen: dict[str, int] = {}
+    for batch in batches:
+        encoded = [text.encode() for text in batch]
+        data = np.frombuffer(b"x" * lead + b"".join(encoded), dtype=np.uint8)
+        offsets = np.cumsum([lead, *map(len, encoded)], dtype=np.int64)
+        ids = table.code(offsets, data)
+        assert ids.tolist() == [seen.setdefault(text, len(seen)) for text in batch]
+    assert table.strings(0) == list(seen)
 
 
 def test_arrow_label_bytes_that_are_not_utf8_refuse_the_stream() -> None:

@@ -444,14 +444,10 @@ def _read(data, names, lengths):
 
 
 def _column(
-    count: int, offsets: np.ndarray, text: pa.Buffer, present: np.ndarray | None
+    count: int, offsets: np.ndarray, text: pa.Buffer, present: np.ndarray | None = None
 ) -> pa.Array:
     """A string column cut by ``_read``; ``present`` marks its non-null rows (None: all)."""
-    validity = None
-    if present is not None and not present.all():
-        if not present.any():
-            return pa.nulls(count, pa.string())
-        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    validity = None if present is None else pa.py_buffer(np.packbits(present, bitorder="little"))
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), text, validity)
 
 
@@ -470,9 +466,14 @@ def scan_alerts(payload: bytes) -> ScannedAlerts | None:
     text = pa.py_buffer(out)
     columns = []
     base = 0
+    # A string field is mostly in every alert of a body or in none: no bitmap for those.
+    filled = [-1] * 4 + presence.sum(axis=0).tolist()  # -1: a label or annotation column
     for c, count in enumerate(counts.tolist()):
-        present = presence[:, c - 4] if c >= 4 else None
-        columns.append(_column(count, offsets[base : base + count + 1], text, present))
+        if filled[c] == 0:
+            columns.append(pa.nulls(count, pa.string()))
+        else:
+            present = presence[:, c - 4] if 0 <= filled[c] < count else None
+            columns.append(_column(count, offsets[base : base + count + 1], text, present))
         base += count
     labels = pa.MapArray.from_arrays(label_ptr.astype(np.int32), *columns[:2], type=LABELS)
     annotations = pa.MapArray.from_arrays(note_ptr.astype(np.int32), *columns[2:4], type=LABELS)
