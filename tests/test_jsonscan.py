@@ -17,10 +17,13 @@ from correlator.decode import Decoded, decode_json
 from correlator.jsonscan import _PAD, _plain_run_end, scan_alerts
 
 EXAMPLES = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TIMES = (
+PLAIN_TIMES = (
     "2026-03-02T09:00:04.151Z",
     "2026-03-02T10:00:04+02:00",
     "0001-01-01T00:00:00Z",  # Alertmanager's zero time: unset
+)
+TIMES = (
+    *PLAIN_TIMES,
     "2026-03-02T09:00:04.1234567Z",  # more digits than the compiled parser reads
     "not a time",
 )
@@ -30,15 +33,17 @@ STOPS_AND_NEIGHBOURS = b'"\\\x00\x1f !#[]\xa2\xdc\xff'
 PLAIN_NAME = st.text("abcdefghijklmnopqrstuvwxyz_ABC019", min_size=1, max_size=10)
 
 
-def _alerts(names: st.SearchStrategy[str]) -> st.SearchStrategy[list[dict[str, Any]]]:
+def _alerts(
+    names: st.SearchStrategy[str], times: tuple[str, ...] = TIMES
+) -> st.SearchStrategy[list[dict[str, Any]]]:
     maybe_text = st.none() | TEXT
     alert = st.fixed_dictionaries(
         {"labels": st.dictionaries(names, TEXT, max_size=6)},
         optional={
             "annotations": st.none() | st.dictionaries(names, TEXT, max_size=3),
-            "startsAt": st.none() | st.sampled_from(TIMES),
-            "endsAt": st.none() | st.sampled_from(TIMES),
-            "receivedAt": st.none() | st.sampled_from(TIMES),
+            "startsAt": st.none() | st.sampled_from(times),
+            "endsAt": st.none() | st.sampled_from(times),
+            "receivedAt": st.none() | st.sampled_from(times),
             "generatorURL": maybe_text,
             "status": st.none() | st.sampled_from(("firing", "resolved")) | TEXT,
         },
@@ -69,7 +74,7 @@ def _same(a: Decoded, b: Decoded) -> None:
 
 
 @EXAMPLES
-@given(alerts=_alerts(PLAIN_NAME))
+@given(alerts=_alerts(PLAIN_NAME, PLAIN_TIMES))
 def test_plain_bodies_are_scanned_into_the_table_msgspec_gives(alerts: list) -> None:
     for body in _encodings(alerts):
         assert scan_alerts(body) is not None
@@ -146,6 +151,8 @@ def test_bodies_outside_the_plain_form_are_left_to_msgspec() -> None:
         b'[{"labels":{"a":1}}]',
         b'[{"annotations":{}}]',
         b'[{"labels":{"a":"1"}}] x',
+        b'[{"labels":{"a":"1"},"startsAt":"2026-03-02T09:00:04\\u002e151Z"}]',  # an escaped time
+        b'[{"labels":{"a":"1"},"endsAt":"2263-01-01T00:00:00Z"}]',  # past int64 nanoseconds
     ):
         assert scan_alerts(body) is None
         _same(decode_json(body), _without_scan(body))

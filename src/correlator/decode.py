@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol
 
 import msgspec
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +27,7 @@ from correlator.errors import SourceError
 from correlator.eventlog import read_log, segments
 from correlator.jsonscan import scan_alerts
 from correlator.rejects import Reject
+from correlator.rfc3339 import parse_rfc3339, timestamps_of_us
 from correlator.schema import ALERT_SCHEMA, LABEL_LEAVES, LABELS, TIMESTAMP
 
 DEFAULT_MAX_ROW_BYTES = 1 << 20
@@ -148,115 +148,16 @@ def _timestamps_of_text(text: pa.StringArray) -> pa.Array | None:
             : len(text)
         ].astype(np.bool_)
     )
+    bounds = np.frombuffer(offsets, dtype=np.int32, count=len(text) + 1)
     us = np.zeros(len(text), dtype=np.int64)
-    ok = _parse_rfc3339(
-        np.frombuffer(offsets, dtype=np.int32, count=len(text) + 1),
+    ok = parse_rfc3339(
+        bounds[:-1],
+        bounds[1:],
         np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
         present,
         us,
     )
-    # As ``_us_to_ns`` does, in numpy: before 1678 is unset, after 2262 is left to msgspec.
-    if not ok or bool(np.any(us > _NS_MAX_US)):
-        return None
-    present &= us > _NS_MIN_US
-    return pa.array(us * 1000, type=pa.int64(), mask=~present).view(TIMESTAMP)
-
-
-_NS_MIN_US = -(2**63 - 1) // 1000  # the microseconds int64 nanoseconds hold
-_NS_MAX_US = (2**63 - 1) // 1000
-_YEAR_1_US = -62135596800 * 10**6  # 0001-01-01T00:00:00Z, Python's first datetime
-_YEAR_10000_US = 253402300800 * 10**6  # just past its last
-
-
-@numba.njit(nogil=True, cache=True)
-def _digits(data, start, count):
-    """The number written in ``count`` ASCII digits from ``start``, or -1."""
-    value = 0
-    for k in range(start, start + count):
-        d = data[k] - 48
-        if d < 0 or d > 9:
-            return -1
-        value = value * 10 + d
-    return value
-
-
-@numba.njit(nogil=True, cache=True)
-def _days_from_civil(year, month, day):
-    """Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm)."""
-    y = year - 1 if month <= 2 else year
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    mp = month - 3 if month > 2 else month + 9
-    doy = (153 * mp + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-@numba.njit(nogil=True, cache=True)
-def _parse_rfc3339(offsets, data, present, out):
-    """Parse ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)`` texts into UTC microseconds.
-
-    The plain form Prometheus and Alertmanager write, on which msgspec's
-    parser gives the same instant: a valid calendar date and time, an
-    offset below 24 h, six fractional digits at most (msgspec rounds any
-    beyond, so those are left to it), the instant within Python's years
-    1 to 9999. False at the first text that is not so.
-    """
-    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-    for i in range(out.shape[0]):
-        if not present[i]:
-            continue
-        s = offsets[i]
-        n = offsets[i + 1] - s
-        if n < 20:
-            return False
-        if data[s + 4] != 45 or data[s + 7] != 45 or data[s + 10] != 84:  # - - T
-            return False
-        if data[s + 13] != 58 or data[s + 16] != 58:  # : :
-            return False
-        year = _digits(data, s, 4)
-        month = _digits(data, s + 5, 2)
-        day = _digits(data, s + 8, 2)
-        hour = _digits(data, s + 11, 2)
-        minute = _digits(data, s + 14, 2)
-        second = _digits(data, s + 17, 2)
-        if year < 1 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23:
-            return False
-        if minute < 0 or minute > 59 or second < 0 or second > 59:
-            return False
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        if day > month_days[month - 1] + (1 if month == 2 and leap else 0):
-            return False
-        p = 19
-        fraction = 0
-        if data[s + p] == 46:  # .
-            p += 1
-            first = p
-            while p < n and 48 <= data[s + p] <= 57:
-                p += 1
-            count = p - first
-            if count < 1 or count > 6:
-                return False
-            fraction = _digits(data, s + first, count) * 10 ** (6 - count)
-        offset = 0
-        if p + 1 == n and data[s + p] == 90:  # Z
-            offset = 0
-        elif p + 6 == n and (data[s + p] == 43 or data[s + p] == 45) and data[s + p + 3] == 58:
-            offset_hours = _digits(data, s + p + 1, 2)
-            offset_minutes = _digits(data, s + p + 4, 2)
-            if offset_hours < 0 or offset_hours > 23 or offset_minutes < 0 or offset_minutes > 59:
-                return False
-            offset = offset_hours * 60 + offset_minutes
-            if data[s + p] == 45:
-                offset = -offset
-        else:
-            return False
-        seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
-        us = (seconds + second - offset * 60) * 1_000_000 + fraction
-        if us < _YEAR_1_US or us >= _YEAR_10000_US:
-            return False
-        out[i] = us
-    return True
+    return timestamps_of_us(us, present) if ok else None
 
 
 def _us_to_ns(us: pa.Array) -> pa.Array:
@@ -411,22 +312,8 @@ def _scanned_table(payload: bytes) -> tuple[pa.Table, np.ndarray] | None:
     scanned = scan_alerts(payload)
     if scanned is None:
         return None
-    times = [
-        _timestamps_of_text(text)
-        for text in (scanned.starts_at, scanned.ends_at, scanned.received_at)
-    ]
-    if any(t is None for t in times):
-        return None
-    columns = [
-        scanned.labels,
-        scanned.annotations,
-        times[0],
-        times[1],
-        scanned.generator_url,
-        times[2],
-        scanned.status,
-    ]
-    return pa.Table.from_arrays(columns, schema=ALERT_SCHEMA), scanned.elements
+    *columns, elements = scanned
+    return pa.Table.from_arrays(columns, schema=ALERT_SCHEMA), elements
 
 
 _EMPTY = ALERT_SCHEMA.empty_table()  # tables are immutable; making one costs ~60 us

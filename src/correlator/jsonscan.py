@@ -5,15 +5,17 @@ for every label name and value, and the decoder then takes them apart again
 into columns: that was most of the decode process's time. A body in the form
 Prometheus and Alertmanager write is instead scanned by one compiled loop
 over its bytes, which notes where every string lies; the columns are then
-cut out of the body in one more pass, unescaping as they go.
+cut out of the body in one more pass, unescaping as they go, and the times
+are parsed where they lie (``correlator.rfc3339``).
 
 The scan accepts a JSON array of alert objects whose fields are among
 ``labels`` (required), ``annotations``, ``startsAt``, ``endsAt``,
 ``generatorURL``, ``receivedAt`` and ``status``, each at most once; labels
 and annotations are objects of strings (annotations may be ``null``), the
-other fields strings or ``null``. Anything else (an unknown or repeated
-field, a repeated or escaped label or annotation name, a number where a
-string belongs, a lone surrogate, broken syntax) ends the scan with no
+other fields strings or ``null``, the times in the plain RFC 3339 form and
+before 2262. Anything else (an unknown or repeated field, a repeated or
+escaped label or annotation name, a number where a string belongs, a lone
+surrogate, an escape or anything unusual in a time, broken syntax) ends the scan with no
 result, and the caller decodes the body with msgspec, which also says what
 is wrong. So for every body the scan accepts, both give the same columns.
 The caller checks that the body is UTF-8 first.
@@ -28,12 +30,16 @@ import numpy as np
 import pyarrow as pa
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from correlator.rfc3339 import parse_rfc3339, timestamp_column, to_ns
 from correlator.schema import LABELS
 from correlator.words import load8, store8
 
 FIELDS = ("labels", "annotations", "startsAt", "endsAt", "generatorURL", "receivedAt", "status")
 """The fields an alert may have, in the order of their codes."""
 _TEXT_FIELDS = 5  # the string fields after labels and annotations
+# Of those, in ``texts`` order: the times (startsAt, endsAt, receivedAt) and the rest.
+_TIMES = (0, 1, 3)
+_STRINGS = (2, 4)
 _NAMES = np.zeros((len(FIELDS), max(map(len, FIELDS))), dtype=np.uint8)
 for _k, _name in enumerate(FIELDS):
     _NAMES[_k, : len(_name)] = np.frombuffer(_name.encode(), dtype=np.uint8)
@@ -50,17 +56,18 @@ _SPACES = np.uint64(0x2020202020202020)
 
 
 class ScannedAlerts(NamedTuple):
-    """The columns of a scanned body; times still as text (``None`` where null or absent).
+    """The columns of a scanned body (null where a field is null or absent, a time also
+    where it is Alertmanager's zero time).
 
     ``elements[i]`` is where alert ``i``'s object starts and ends in the body.
     """
 
     labels: pa.MapArray
     annotations: pa.MapArray
-    starts_at: pa.StringArray
-    ends_at: pa.StringArray
+    starts_at: pa.TimestampArray
+    ends_at: pa.TimestampArray
     generator_url: pa.StringArray
-    received_at: pa.StringArray
+    received_at: pa.TimestampArray
     status: pa.StringArray
     elements: np.ndarray
 
@@ -384,13 +391,17 @@ def cut(data, starts, ends, escapes, offsets, base, out, w):
 
 @numba.njit(nogil=True, cache=True)
 def _read(data, names, lengths):
-    """``scan`` and ``cut`` in one call: (alerts, label offsets, annotation offsets,
-    per column its string count, string offsets, string bytes, which strings are
-    present, the alerts' objects); alerts is ``_FAILED`` when the body is not in the plain form.
+    """``scan``, ``cut`` and the times parsed, in one call: (alerts, label offsets,
+    annotation offsets, per string column its count, string offsets, string bytes,
+    which text fields are present, per time column its nanoseconds, validity bitmap
+    and count of valid times, the alerts' objects); alerts is ``_FAILED`` when the
+    body is not in the plain form or a time is not.
 
     The columns' strings are cut into one buffer in column order (label names,
-    label values, annotation names, annotation values, then each string field),
-    every column with its stretch of ``offsets``.
+    label values, annotation names, annotation values, ``generatorURL``,
+    ``status``), every column with its stretch of ``offsets``. The times are read
+    where they lie in the body (``times[t]`` for ``_TIMES[t]``), as
+    ``correlator.rfc3339`` reads a string column: an escape in one makes it not plain.
     """
     quotes = 0
     braces = 0
@@ -412,15 +423,30 @@ def _read(data, names, lengths):
         data, names, lengths, label_ptr, label_spans, label_escapes,
         note_ptr, note_spans, note_escapes, texts, text_escapes, objects,
     )  # fmt: skip
-    counts = np.zeros(4 + _TEXT_FIELDS, dtype=np.int64)
+    counts = np.zeros(4 + len(_STRINGS), dtype=np.int64)
     read = max(n, 0)
     presence = texts[:read, :, 0] >= 0
-    strings = 2 * (label_ptr[read] + note_ptr[read]) + _TEXT_FIELDS * read
+    us = np.zeros(read, dtype=np.int64)
+    times = np.empty((len(_TIMES), read), dtype=np.int64)
+    bits = np.zeros((len(_TIMES), (read + 7) // 8), dtype=np.uint8)
+    valid = np.zeros(len(_TIMES), dtype=np.int64)
+    strings = 2 * (label_ptr[read] + note_ptr[read]) + len(_STRINGS) * read
     offsets = np.empty(1 + strings, dtype=np.int32)
     # Strings are disjoint parts of the body: they fit, with the room ``cut`` needs.
     out = np.empty(data.shape[0], dtype=np.uint8)
+    for t in range(len(_TIMES)):
+        f = _TIMES[t]
+        if n >= 0 and not parse_rfc3339(texts[:n, f, 0], texts[:n, f, 1], data, presence[:, f], us):
+            n = _FAILED
+        if n >= 0:
+            valid[t] = to_ns(us, presence[:, f], times[t], bits[t])
+            if valid[t] < 0:
+                n = _FAILED
     if n < 0:
-        return n, label_ptr[:1], note_ptr[:1], counts, offsets, out, presence, objects[:0]
+        return (
+            n, label_ptr[:1], note_ptr[:1], counts, offsets, out, presence, times, bits, valid,
+            objects[:0],
+        )  # fmt: skip
     m, k = label_ptr[n], note_ptr[n]
     counts[0], counts[1], counts[2], counts[3] = m, m, k, k
     counts[4:] = n
@@ -432,7 +458,7 @@ def _read(data, names, lengths):
         if w >= 0:
             w = cut(data, spans[:count, 2], spans[:count, 3], escapes, offsets, base, out, w)
         base += count
-    for f in range(_TEXT_FIELDS):
+    for f in _STRINGS:
         if w >= 0:
             w = cut(
                 data, texts[:n, f, 0], texts[:n, f, 1], text_escapes[:n, f], offsets, base, out, w
@@ -440,7 +466,10 @@ def _read(data, names, lengths):
         base += n
     if w < 0:
         n = _FAILED
-    return n, label_ptr[: n + 1], note_ptr[: n + 1], counts, offsets, out[:w], presence, objects[:n]
+    return (
+        n, label_ptr[: n + 1], note_ptr[: n + 1], counts, offsets, out[:w], presence, times,
+        bits, valid, objects[:n],
+    )  # fmt: skip
 
 
 def _column(
@@ -458,23 +487,26 @@ def scan_alerts(payload: bytes) -> ScannedAlerts | None:
     data = np.empty(len(payload) + _PAD, dtype=np.uint8)
     data[: len(payload)] = np.frombuffer(payload, dtype=np.uint8)
     data[len(payload) :] = 0
-    n, label_ptr, note_ptr, counts, offsets, out, presence, objects = _read(
+    n, label_ptr, note_ptr, counts, offsets, out, presence, times, bits, valid, objects = _read(
         data, _NAMES, _NAME_LENGTHS
     )
     if n < 0:
         return None
+    stamps = [timestamp_column(times[t], bits[t], v) for t, v in enumerate(valid.tolist())]
     text = pa.py_buffer(out)
     columns = []
     base = 0
     # A string field is mostly in every alert of a body or in none: no bitmap for those.
-    filled = [-1] * 4 + presence.sum(axis=0).tolist()  # -1: a label or annotation column
+    filled = [-1] * 4 + presence[:, _STRINGS].sum(axis=0).tolist()  # -1: labels, annotations
     for c, count in enumerate(counts.tolist()):
         if filled[c] == 0:
             columns.append(pa.nulls(count, pa.string()))
         else:
-            present = presence[:, c - 4] if 0 <= filled[c] < count else None
+            present = presence[:, _STRINGS[c - 4]] if 0 <= filled[c] < count else None
             columns.append(_column(count, offsets[base : base + count + 1], text, present))
         base += count
     labels = pa.MapArray.from_arrays(label_ptr.astype(np.int32), *columns[:2], type=LABELS)
     annotations = pa.MapArray.from_arrays(note_ptr.astype(np.int32), *columns[2:4], type=LABELS)
-    return ScannedAlerts(labels, annotations, *columns[4:], objects)
+    return ScannedAlerts(
+        labels, annotations, *stamps[:2], columns[4], stamps[2], columns[5], objects
+    )
