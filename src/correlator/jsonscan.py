@@ -15,9 +15,10 @@ and annotations are objects of strings (annotations may be ``null``), the
 other fields strings or ``null``, the times in the plain RFC 3339 form and
 before 2262. Anything else (an unknown or repeated field, a repeated or
 escaped label or annotation name, a number where a string belongs, a lone
-surrogate, an escape or anything unusual in a time, broken syntax) ends the scan with no
-result, and the caller decodes the body with msgspec, which also says what
-is wrong. So for every body the scan accepts, both give the same columns.
+surrogate, an escape or anything unusual in a time, broken syntax) ends the
+scan with no result, and the caller decodes the body with msgspec, which
+also says what is wrong. So for every body the scan accepts, both give the
+same columns.
 The caller checks that the body is UTF-8 first.
 """
 
