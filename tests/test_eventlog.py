@@ -3,6 +3,7 @@ exactly what was appended, torn tails included."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -99,6 +100,24 @@ def test_closing_ends_the_sealing_thread_and_a_later_append_starts_another(
     log.close()
     assert _canonical(read_log(tmp_path)).equals(pa.concat_tables([_alerts(10), _alerts(10, 10)]))
     assert not list(tmp_path.glob("*.arrows"))
+
+
+def test_sealing_goes_on_where_lowering_its_priority_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: object) -> None:
+        raise PermissionError("setpriority refused")
+
+    monkeypatch.setattr(os, "setpriority", refused)
+    log = EventLog(tmp_path, Vocabulary())
+    _append(log, _alerts(10))
+    log.rotate()
+    waiting = threading.Thread(target=log.wait, daemon=True)
+    waiting.start()
+    waiting.join(timeout=60)
+    assert not waiting.is_alive(), "the sealing thread died"
+    assert [p.suffix for p in sorted(tmp_path.iterdir())] == [".parquet"]
+    log.close()
 
 
 def test_sealed_arrival_times_are_delta_encoded_and_read_back(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ encoding, so readers see ordinary string maps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -392,7 +393,8 @@ class EventLog:
         """
         me = threading.current_thread()
         if sys.platform == "linux":  # where a thread has a nice value of its own
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEAL_NICE)
+            with contextlib.suppress(OSError):  # a sandbox may refuse it: seal unniced
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEAL_NICE)
         while True:
             with self._sealed:
                 while not self._unsealed and self._sealer is me:
