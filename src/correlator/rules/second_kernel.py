@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from correlator.correlate.structures import table_find, table_put
+from correlator.fingerprint import FNV_PRIME
 from correlator.schema import FIRING
 
 # Second-level fates, after the first level's: see ``model.SECOND_FATE_NAMES``.
@@ -47,8 +48,6 @@ INJ_RELEASE, INJ_RESOLVE, INJ_PAIRED = 0, 1, 2
 J_KIND, J_SLOT, J_TS, J_BEFORE, J_NF = range(5)
 
 DONE, NEED_SRC, NEED_EP, NEED_TAB = range(4)
-
-KEY_PRIME = np.uint64(0x100000001B3)
 
 FILTER_SHIFT = 44
 FILTER_BITS = 1 << (64 - FILTER_SHIFT)
@@ -268,7 +267,7 @@ def reinsert(keys, vals, new_keys, new_vals):
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _mix(h, value):
-    h = (h ^ value) * KEY_PRIME
+    h = (h ^ value) * FNV_PRIME
     return h ^ (h >> np.uint64(29))
 
 
