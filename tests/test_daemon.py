@@ -171,6 +171,17 @@ def test_health_readiness_metrics_and_open_incidents(storm: list[bytes], tmp_pat
         assert dropped == informational
         assert metric(text, "correlator_events_dropped_total") == informational
         assert "correlator_events_suppressed_total{" not in text
+        status, body = http(
+            address,
+            "GET",
+            "/metrics?name[]=correlator_events_received_total&name[]=correlator_incidents_open",
+        )
+        assert status == 200
+        only = body.decode()
+        assert metric(only, "correlator_events_received_total") == len(storm)
+        assert metric(only, "correlator_incidents_open") == len(still_open)
+        series = {line.split("{")[0].split()[0] for line in only.splitlines() if line[:1] != "#"}
+        assert series == {"correlator_events_received_total", "correlator_incidents_open"}
 
         listed = open_incidents(address)
         assert {e.id for e in listed} == still_open

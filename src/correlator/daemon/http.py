@@ -10,7 +10,9 @@ its alerts here unchanged. Endpoints:
 - ``GET /-/healthy``: 200 while the process runs.
 - ``GET /-/ready``: 200 when the loop runs and every sink is healthy, else 503.
 - ``POST /-/reload``: reload the topology; 200, or 500 with the reason.
-- ``GET /metrics``: Prometheus metrics.
+- ``GET /metrics``: Prometheus metrics; ``?name[]=NAME`` (repeatable) only those
+  series, as prometheus-client's own exporters take it, so a poller that
+  needs one counter does not make the daemon render them all.
 - ``GET /api/v1/incidents``: the open incidents (each one's latest event).
 """
 
@@ -20,6 +22,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -71,7 +74,7 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(length)
 
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/-/healthy":
                 self._reply(HTTPStatus.OK, b"OK\n", "text/plain")
             elif path == "/-/ready":
@@ -80,9 +83,11 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
                 status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
                 self._reply(status, text.encode(), "text/plain")
             elif path == "/metrics":
-                self._reply(
-                    HTTPStatus.OK, generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST
-                )
+                registry = daemon.metrics.registry
+                names = parse_qs(query).get("name[]")
+                if names:
+                    registry = registry.restricted_registry(names)
+                self._reply(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/api/v1/incidents":
                 incidents = sorted(daemon.open_incidents(), key=lambda e: (e.first_seen, e.id))
                 self._reply(
