@@ -4,7 +4,9 @@ Reads the seeded 1,000,000-alert storm of ``replay_bench`` (generated once,
 cached), interns its labels as the daemon's loop holds them, then:
 
 - **append**: logs it in batches of 10,000, as the correlation loop does
-  (labels as vocabulary ids, flushed per batch); the time is the loop's;
+  (labels as vocabulary ids, flushed per batch); the time is the loop's
+  and the log's writer thread's, back to back (in the daemon the write
+  runs while the loop correlates the batch);
 - **seal**: rewrites the segment as Parquet, as the sealing thread does, its
   rests left out; the time is that thread's.
 
@@ -62,6 +64,7 @@ def run(folder: Path, batches: list[tuple[pa.Table, tuple]], vocab: Vocabulary) 
     started = time.perf_counter()
     for rest, (ptr, keys, values) in batches:
         log.append(rest, ptr, keys, values)
+    log.sync()
     appended = time.perf_counter() - started
     (stream,) = segments(folder)
     stream_bytes = stream.stat().st_size

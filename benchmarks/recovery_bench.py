@@ -67,6 +67,7 @@ def _append(log: EventLog, table: pa.Table) -> None:
         part = table.slice(start, BATCH)
         ptr, keys, values = normalizer.intern_labels(part.column("labels"))
         log.append(part.drop_columns(["labels"]), ptr, keys, values)
+    log.sync()
 
 
 def build_state(state: Path, cmdb: Path, table: pa.Table, covered: int) -> None:

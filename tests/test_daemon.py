@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pyarrow as pa
 import pytest
 import yaml
 
+from correlator import eventlog
 from correlator.cli import main
 from correlator.client import Client
 from correlator.daemon.config import ZmqConfig, load_config
@@ -273,6 +275,29 @@ def test_reload_takes_a_good_topology_and_refuses_a_broken_one(
         send_lines(daemon.endpoints[0], storm[second_part:])
         wait_rows(daemon, len(storm) - second_part)
     assert (tmp_path / "state" / SINK_FILE).read_bytes() == expected
+
+
+def test_a_failed_event_log_write_is_counted_and_its_incidents_still_go_out(
+    storm: list[bytes], expected: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the black box costs the log that batch, not its incidents."""
+    write = eventlog._write
+    lost: list[int] = []
+
+    def first_fails(*args: Any) -> None:
+        if not lost:
+            lost.append(sum(batch.num_rows for batch in args[2]))
+            raise OSError(28, "No space left on device")
+        write(*args)
+
+    with running_daemon(daemon_config(tmp_path)) as daemon:
+        monkeypatch.setattr(eventlog, "_write", first_fails)
+        send_lines(daemon.endpoints[0], storm)
+        wait_rows(daemon, len(storm))
+        text = scrape(daemon.http_address)
+    assert metric(text, "correlator_errors_total", stage="eventlog") == 1
+    assert (tmp_path / SINK_FILE).read_bytes() == expected
+    assert read_recording(tmp_path / "eventlog").rows == len(storm) - lost[0]
 
 
 def test_the_event_log_replays_to_the_same_incidents(

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from correlator import eventlog
 from correlator.batch import Normalizer
 from correlator.decode import CORRELATION_COLUMNS, read_recording
 from correlator.eventlog import (
@@ -51,10 +52,67 @@ def _canonical(table: pa.Table) -> pa.Table:
     return table.cast(ALERT_SCHEMA)
 
 
-def _append(log: EventLog, table: pa.Table) -> None:
-    """Log a canonical table, its labels interned into the log's vocabulary first."""
+def _append(log: EventLog, table: pa.Table, *, sync: bool = True) -> None:
+    """Log a canonical table, its labels interned into the log's vocabulary first, and
+    (with ``sync``) wait until it is written."""
     ptr, keys, values = Normalizer(log.vocab).intern_labels(table.column("labels"))
     log.append(table.drop_columns(["labels"]), ptr, keys, values)
+    if sync:
+        log.sync()
+
+
+def test_an_append_is_written_while_the_caller_goes_on_and_is_in_the_log_once_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    writers: list[threading.Thread] = []
+    write = eventlog._write
+
+    def held(*args: object) -> None:
+        writers.append(threading.current_thread())
+        release.wait(60)
+        write(*args)
+
+    monkeypatch.setattr(eventlog, "_write", held)
+    log = EventLog(tmp_path, Vocabulary())
+    _append(log, _alerts(10), sync=False)  # returns with the write still held
+    assert log.rows == 0 and read_log(tmp_path).num_rows == 0
+    release.set()
+    log.sync()
+    assert writers and threading.current_thread() not in writers
+    assert log.rows == 10
+    assert _canonical(read_log(tmp_path)).equals(_alerts(10))
+    log.close()
+
+
+def test_a_failed_write_is_raised_by_sync_and_the_log_goes_on_in_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch whose write failed is not in the log (nor counted); the rest is, and the
+    segments stay numbered by their first alert."""
+    write = eventlog._write
+    calls: list[int] = []
+
+    def second_fails(*args: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        write(*args)
+
+    monkeypatch.setattr(eventlog, "_write", second_fails)
+    log = EventLog(tmp_path, Vocabulary())
+    first, lost, third = _alerts(10), _alerts(10, 10), _alerts(10, 20)
+    _append(log, first)
+    with pytest.raises(OSError, match="No space left"):
+        _append(log, lost)
+    _append(log, third)
+    assert log.rows == 20
+    log.close()
+    assert [p.name for p in segments(tmp_path)] == [
+        "events-000000000000.parquet",
+        "events-000000000010.parquet",
+    ]
+    assert _canonical(read_log(tmp_path)).equals(pa.concat_tables([first, third]))
 
 
 def test_sealed_segments_hold_every_row_in_row_groups_of_the_sealing_unit(tmp_path: Path) -> None:
@@ -334,12 +392,14 @@ def test_what_is_appended_is_read_back_across_rotations(
     tables = []
     for k, maps in enumerate(batches):
         table = _table(pa.array([list(m.items()) for m in maps], LABELS), 100 * k)
-        _append(log, table)
+        _append(log, table, sync=data.draw(st.booleans(), label="sync"))
         tables.append(table)
         if data.draw(st.booleans(), label="rotate"):
             log.rotate()
     if data.draw(st.booleans(), label="seal the last segment"):
         log.close()
+    else:
+        log.sync()
     expected = pa.concat_tables(tables)
     assert _canonical(read_log(folder)).equals(expected)
     after = data.draw(st.integers(0, expected.num_rows), label="after")

@@ -4,7 +4,9 @@ Segments are named by the number of the first alert they hold
 (``events-000000001234.parquet``), so the log is one numbered sequence. The
 segment being written is an Arrow IPC stream (``.arrows``), flushed after
 every batch: a crash loses at most the batch being written, and a truncated
-stream still reads up to its last whole batch. When a segment reaches its
+stream still reads up to its last whole batch. A batch is written on a
+thread of its own while the correlation loop correlates it, and the loop
+waits for it (``sync``) before emitting what it caused. When a segment reaches its
 size or age limit it is rewritten as Parquet and a new one starts; the
 oldest Parquet segments are deleted once the log exceeds its retention.
 Sealing runs on its own thread. While it keeps up it is paced: a burst of
@@ -40,6 +42,7 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numba
@@ -182,6 +185,19 @@ def _first_use(ids, slot, indices, used):
     return count
 
 
+def _write(
+    writer: pa.ipc.RecordBatchStreamWriter,
+    sink: pa.BufferedOutputStream,
+    batches: list[pa.RecordBatch],
+    metadata: dict[bytes, bytes] | None,
+) -> None:
+    """One appended batch into its segment, flushed (on the writer thread); its new
+    strings ride on its first record batch."""
+    for k, batch in enumerate(batches):
+        writer.write_batch(batch, custom_metadata=metadata if k == 0 else None)
+    sink.flush()
+
+
 @numba.njit(nogil=True, cache=True, _nrt=False)
 def _localized(local, known, ids, out, fresh):
     """``ids`` as local ids into ``out``; an id new to the segment takes the next local
@@ -271,6 +287,9 @@ class EventLog:
             self.rows = _first_row(last) + pq.ParquetFile(last).metadata.num_rows
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._sink: pa.BufferedOutputStream | None = None
+        self._writes: ThreadPoolExecutor | None = None  # the writer thread, from the first append
+        self._pending: Future[None] | None = None  # the last append's write
+        self._pending_rows = 0
         self._path: Path | None = None
         self._opened = 0.0
         # Vocabulary id to segment-local id (-1: not yet in this segment).
@@ -289,10 +308,17 @@ class EventLog:
         self, table: pa.Table, ptr: np.ndarray, keys: np.ndarray, values: np.ndarray
     ) -> None:
         """Log the alerts of ``table`` (the canonical columns but labels, ``receivedAt``
-        set) and flush them; their labels are the CSR ``ptr``/``keys``/``values`` of
-        vocabulary ids, as in an ``AlertBatch``."""
+        set); their labels are the CSR ``ptr``/``keys``/``values`` of vocabulary ids, as
+        in an ``AlertBatch``.
+
+        The batch is written and flushed on the log's writer thread while the caller
+        goes on (the correlation loop correlates it meanwhile: the write was a tenth of
+        the loop's time). It is in the log once ``sync``, the next ``append``,
+        ``rotate`` or ``close`` returns.
+        """
         if table.num_rows == 0:
             return
+        self.sync()
         if self._writer is None:
             self._open()
         assert self._writer is not None and self._sink is not None
@@ -302,13 +328,34 @@ class EventLog:
         )
         rest = table if table.schema == UNLABELLED else table.cast(UNLABELLED)
         whole = rest.add_column(0, _STREAM_SCHEMA.field("labels"), labels)
-        for k, batch in enumerate(whole.to_batches()):
-            self._writer.write_batch(batch, custom_metadata=metadata if k == 0 else None)
-        self._sink.flush()
-        self.rows += table.num_rows
+        if self._writes is None:
+            self._writes = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+        self._pending = self._writes.submit(
+            _write, self._writer, self._sink, whole.to_batches(), metadata
+        )
+        self._pending_rows = table.num_rows
+
+    def sync(self) -> None:
+        """Wait until the last appended batch is written and flushed, then start a new
+        segment if this one is full.
+
+        Raises the write's ``OSError`` (a full disk): that batch is not in the log.
+        The segment it broke reads to its last whole batch and is sealed, and the
+        next append starts a new one.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except OSError:
+            self._retire(broken=True)
+            raise
+        self.rows += self._pending_rows
+        assert self._sink is not None
         too_big = self._sink.tell() >= self.max_file_bytes
         if too_big or time.monotonic() - self._opened >= self.max_file_age:
-            self.rotate()
+            self._retire()
 
     def _localize(
         self, keys: np.ndarray, values: np.ndarray
@@ -338,11 +385,18 @@ class EventLog:
         full segments would then await sealing: then it waits until one is
         sealed, so a storm the sealing cannot keep up with does not fill the disk.
         """
+        self.sync()
+        self._retire()
+
+    def _retire(self, *, broken: bool = False) -> None:
+        """Close the open segment and queue it for sealing (see ``rotate``); a ``broken``
+        one (its write failed) is closed as far as it still can be."""
         if self._writer is None:
             return
         assert self._sink is not None and self._path is not None
-        self._writer.close()
-        self._sink.close()
+        with contextlib.suppress(OSError) if broken else contextlib.nullcontext():
+            self._writer.close()
+            self._sink.close()
         self._writer = self._sink = None
         with self._sealed:
             self._unsealed.append(self._path)
@@ -364,19 +418,25 @@ class EventLog:
 
     def close(self) -> None:
         """Seal the open segment and every one waiting, unpaced (on a clean shutdown), and
-        end the sealing thread; an append after this starts a new segment and thread."""
+        end the writer and sealing threads; an append after this starts a new segment and
+        threads."""
         with self._sealed:
             self._closing = True
             self._pace()
-        self.rotate()
-        self.wait()
-        with self._sealed:
-            self._closing = False
-            self._pace()
-            sealer, self._sealer = self._sealer, None
-            self._sealed.notify_all()
-        if sealer is not None:
-            sealer.join()
+        try:
+            self.rotate()
+        finally:
+            self.wait()
+            with self._sealed:
+                self._closing = False
+                self._pace()
+                sealer, self._sealer = self._sealer, None
+                self._sealed.notify_all()
+            if sealer is not None:
+                sealer.join()
+            if self._writes is not None:
+                self._writes.shutdown()
+                self._writes = None
 
     def _pace(self) -> None:
         """Let sealing rest only while it keeps up (called holding ``_sealed``)."""

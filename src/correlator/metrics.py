@@ -153,7 +153,7 @@ class Metrics:
         )
         self.errors = Counter(
             "correlator_errors_total",
-            "Unexpected failures by stage (decode, correlate); the daemon keeps running.",
+            "Unexpected failures by stage (decode, correlate, eventlog); the daemon keeps running.",
             ["stage"],
             registry=r,
         )

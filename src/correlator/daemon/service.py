@@ -452,16 +452,20 @@ class Daemon:
             keep = np.ones(table.num_rows, dtype=bool)
             keep[rejected - first] = False
             table = table.filter(pa.array(keep))
-        # Log before correlating (write-ahead): once an alert's effects are
-        # emitted, it is in the log, so a crash can replay it.
+        # Write-ahead: the log's write starts before correlating and ends before the
+        # batch's effects are emitted (``_correlate``), so a crash can replay them.
         if self.event_log is not None and len(batch):
-            self.event_log.append(table, batch.label_ptr, batch.label_key, batch.label_value)
+            try:
+                self.event_log.append(table, batch.label_ptr, batch.label_key, batch.label_value)
+            except OSError as exc:
+                self._log_failed(exc)
         self._correlate(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
 
     def _correlate(self, batch: AlertBatch) -> None:
         _, outcome = self.pipeline.process(batch)
+        self._logged()
         reasons = np.bincount(outcome.reason, minlength=len(FATES))
         self.metrics.deduplicated.inc(int(reasons[DROP_DEDUPLICATED]))
         for code in (DROP_INFORMATIONAL, DROP_ORPHAN_RESOLVE):
@@ -478,6 +482,22 @@ class Daemon:
             if count:
                 counter.inc(count)
         self._deliver(outcome.events)
+
+    def _logged(self) -> None:
+        """Wait until the batch being correlated is in the event log."""
+        if self.event_log is None:
+            return
+        try:
+            self.event_log.sync()
+        except OSError as exc:
+            self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        """A batch could not be logged (a full disk): counted, and reported at most every
+        few seconds. It is correlated and its effects go out all the same: the black box
+        must not hold back incidents."""
+        self.metrics.errors.labels(stage="eventlog").inc()
+        self._noisy.warning("eventlog", f"a batch of alerts could not be logged: {exc}")
 
     def _deliver(self, events: list[IncidentEvent]) -> None:
         if not events:
