@@ -277,10 +277,17 @@ def test_reload_takes_a_good_topology_and_refuses_a_broken_one(
     assert (tmp_path / "state" / SINK_FILE).read_bytes() == expected
 
 
+@pytest.mark.parametrize("aside", [False, True], ids=["at-once", "on-the-writer-thread"])
 def test_a_failed_event_log_write_is_counted_and_its_incidents_still_go_out(
-    storm: list[bytes], expected: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aside: bool,
+    storm: list[bytes],
+    expected: bytes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A full disk under the black box costs the log that batch, not its incidents."""
+    if aside:  # every batch written beside the loop, as large ones are
+        monkeypatch.setattr(eventlog, "WRITE_ASIDE_ROWS", 1)
     write = eventlog._write
     lost: list[int] = []
 

@@ -61,7 +61,7 @@ def _append(log: EventLog, table: pa.Table, *, sync: bool = True) -> None:
         log.sync()
 
 
-def test_an_append_is_written_while_the_caller_goes_on_and_is_in_the_log_once_synced(
+def test_a_large_append_is_written_while_the_caller_goes_on_and_is_in_the_log_once_synced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = threading.Event()
@@ -74,6 +74,7 @@ def test_an_append_is_written_while_the_caller_goes_on_and_is_in_the_log_once_sy
         write(*args)
 
     monkeypatch.setattr(eventlog, "_write", held)
+    monkeypatch.setattr(eventlog, "WRITE_ASIDE_ROWS", 10)
     log = EventLog(tmp_path, Vocabulary())
     _append(log, _alerts(10), sync=False)  # returns with the write still held
     assert log.rows == 0 and read_log(tmp_path).num_rows == 0
@@ -85,11 +86,30 @@ def test_an_append_is_written_while_the_caller_goes_on_and_is_in_the_log_once_sy
     log.close()
 
 
+def test_a_small_append_is_written_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: list[threading.Thread] = []
+    write = eventlog._write
+
+    def noted(*args: object) -> None:
+        writers.append(threading.current_thread())
+        write(*args)
+
+    monkeypatch.setattr(eventlog, "_write", noted)
+    log = EventLog(tmp_path, Vocabulary())
+    _append(log, _alerts(eventlog.WRITE_ASIDE_ROWS - 1), sync=False)
+    assert writers == [threading.current_thread()]
+    assert read_log(tmp_path).num_rows == eventlog.WRITE_ASIDE_ROWS - 1
+    log.close()
+
+
+@pytest.mark.parametrize("aside", [False, True], ids=["at-once", "on-the-writer-thread"])
 def test_a_failed_write_is_raised_by_sync_and_the_log_goes_on_in_a_new_segment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aside: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batch whose write failed is not in the log (nor counted); the rest is, and the
     segments stay numbered by their first alert."""
+    if aside:
+        monkeypatch.setattr(eventlog, "WRITE_ASIDE_ROWS", 1)
     write = eventlog._write
     calls: list[int] = []
 

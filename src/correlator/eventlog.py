@@ -4,9 +4,9 @@ Segments are named by the number of the first alert they hold
 (``events-000000001234.parquet``), so the log is one numbered sequence. The
 segment being written is an Arrow IPC stream (``.arrows``), flushed after
 every batch: a crash loses at most the batch being written, and a truncated
-stream still reads up to its last whole batch. A batch is written on a
-thread of its own while the correlation loop correlates it, and the loop
-waits for it (``sync``) before emitting what it caused. When a segment reaches its
+stream still reads up to its last whole batch. A large batch is written
+on a thread of its own while the correlation loop correlates it, and the
+loop waits for it (``sync``) before emitting what it caused. When a segment reaches its
 size or age limit it is rewritten as Parquet and a new one starts; the
 oldest Parquet segments are deleted once the log exceeds its retention.
 Sealing runs on its own thread. While it keeps up it is paced: a burst of
@@ -75,6 +75,10 @@ _DICTIONARY_COLUMNS = [
 _ENCODINGS = {"receivedAt": "DELTA_BINARY_PACKED"}
 # Rows per row group when sealing: the unit of work between two rests.
 _SEAL_ROWS = 32_768
+WRITE_ASIDE_ROWS = 4096
+"""Batches of at least this many alerts are written on the log's writer thread while the
+loop correlates them; smaller ones at once. Handing a batch over costs about 0.3 ms of
+thread wake-ups, more than writing a small batch takes (``benchmarks/loop_bench.py``)."""
 SEAL_NICE = 10
 """The sealing thread's nice value: it yields the CPU to the correlation loop and the decode
 process, whose wait is the daemon's, and takes what they leave."""
@@ -311,10 +315,11 @@ class EventLog:
         set); their labels are the CSR ``ptr``/``keys``/``values`` of vocabulary ids, as
         in an ``AlertBatch``.
 
-        The batch is written and flushed on the log's writer thread while the caller
-        goes on (the correlation loop correlates it meanwhile: the write was a tenth of
-        the loop's time). It is in the log once ``sync``, the next ``append``,
-        ``rotate`` or ``close`` returns.
+        A batch of ``WRITE_ASIDE_ROWS`` or more is written and flushed on the log's
+        writer thread while the caller goes on (the correlation loop correlates it
+        meanwhile: the write was a tenth of the loop's time at 10,000 alerts), a
+        smaller one at once. Either is in the log once ``sync``, the next ``append``,
+        ``rotate`` or ``close`` returns, and a failed write is raised there.
         """
         if table.num_rows == 0:
             return
@@ -328,11 +333,19 @@ class EventLog:
         )
         rest = table if table.schema == UNLABELLED else table.cast(UNLABELLED)
         whole = rest.add_column(0, _STREAM_SCHEMA.field("labels"), labels)
-        if self._writes is None:
-            self._writes = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
-        self._pending = self._writes.submit(
-            _write, self._writer, self._sink, whole.to_batches(), metadata
-        )
+        work = (self._writer, self._sink, whole.to_batches(), metadata)
+        if table.num_rows >= WRITE_ASIDE_ROWS:
+            if self._writes is None:
+                self._writes = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+            self._pending = self._writes.submit(_write, *work)
+        else:
+            self._pending = Future()
+            try:
+                _write(*work)
+            except OSError as exc:
+                self._pending.set_exception(exc)
+            else:
+                self._pending.set_result(None)
         self._pending_rows = table.num_rows
 
     def sync(self) -> None:
