@@ -277,15 +277,25 @@ def test_reload_takes_a_good_topology_and_refuses_a_broken_one(
     assert (tmp_path / "state" / SINK_FILE).read_bytes() == expected
 
 
-@pytest.mark.parametrize("aside", [False, True], ids=["at-once", "on-the-writer-thread"])
+@pytest.mark.parametrize(
+    ("aside", "error"),
+    [
+        (False, OSError(28, "No space left on device")),
+        (True, OSError(28, "No space left on device")),
+        (True, RuntimeError("a bug in the writer")),
+    ],
+    ids=["full-disk-at-once", "full-disk-on-the-writer-thread", "bug-on-the-writer-thread"],
+)
 def test_a_failed_event_log_write_is_counted_and_its_incidents_still_go_out(
     aside: bool,
+    error: Exception,
     storm: list[bytes],
     expected: bytes,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A full disk under the black box costs the log that batch, not its incidents."""
+    """A full disk (or a bug) under the black box costs the log that batch, not its
+    incidents."""
     if aside:  # every batch written beside the loop, as large ones are
         monkeypatch.setattr(eventlog, "WRITE_ASIDE_ROWS", 1)
     write = eventlog._write
@@ -294,7 +304,7 @@ def test_a_failed_event_log_write_is_counted_and_its_incidents_still_go_out(
     def first_fails(*args: Any) -> None:
         if not lost:
             lost.append(sum(batch.num_rows for batch in args[2]))
-            raise OSError(28, "No space left on device")
+            raise error
         write(*args)
 
     with running_daemon(daemon_config(tmp_path)) as daemon:

@@ -342,7 +342,7 @@ class EventLog:
             self._pending = Future()
             try:
                 _write(*work)
-            except OSError as exc:
+            except Exception as exc:  # raised by sync, as from the writer thread
                 self._pending.set_exception(exc)
             else:
                 self._pending.set_result(None)
@@ -352,16 +352,16 @@ class EventLog:
         """Wait until the last appended batch is written and flushed, then start a new
         segment if this one is full.
 
-        Raises the write's ``OSError`` (a full disk): that batch is not in the log.
-        The segment it broke reads to its last whole batch and is sealed, and the
-        next append starts a new one.
+        Raises what made the write fail (an ``OSError``: a full disk): that batch is
+        not in the log. The segment it broke reads to its last whole batch and is
+        sealed, and the next append starts a new one.
         """
         pending, self._pending = self._pending, None
         if pending is None:
             return
         try:
             pending.result()
-        except OSError:
+        except Exception:
             self._retire(broken=True)
             raise
         self.rows += self._pending_rows
@@ -407,7 +407,7 @@ class EventLog:
         if self._writer is None:
             return
         assert self._sink is not None and self._path is not None
-        with contextlib.suppress(OSError) if broken else contextlib.nullcontext():
+        with contextlib.suppress(Exception) if broken else contextlib.nullcontext():
             self._writer.close()
             self._sink.close()
         self._writer = self._sink = None

@@ -457,7 +457,7 @@ class Daemon:
         if self.event_log is not None and len(batch):
             try:
                 self.event_log.append(table, batch.label_ptr, batch.label_key, batch.label_value)
-            except OSError as exc:
+            except Exception as exc:  # a log failure must not stop correlation
                 self._log_failed(exc)
         self._correlate(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -489,15 +489,18 @@ class Daemon:
             return
         try:
             self.event_log.sync()
-        except OSError as exc:
+        except Exception as exc:  # a log failure must not hold back incidents
             self._log_failed(exc)
 
-    def _log_failed(self, exc: OSError) -> None:
-        """A batch could not be logged (a full disk): counted, and reported at most every
-        few seconds. It is correlated and its effects go out all the same: the black box
-        must not hold back incidents."""
+    def _log_failed(self, exc: Exception) -> None:
+        """A batch could not be logged: counted and reported (a full disk at most every
+        few seconds; anything else, a bug, with its traceback). It is correlated and its
+        effects go out all the same: the black box must not hold back incidents."""
         self.metrics.errors.labels(stage="eventlog").inc()
-        self._noisy.warning("eventlog", f"a batch of alerts could not be logged: {exc}")
+        if isinstance(exc, OSError):
+            self._noisy.warning("eventlog", f"a batch of alerts could not be logged: {exc}")
+        else:
+            log.error("a batch of alerts could not be logged", exc_info=exc)
 
     def _deliver(self, events: list[IncidentEvent]) -> None:
         if not events:
