@@ -6,9 +6,10 @@ segment being written is an Arrow IPC stream (``.arrows``), flushed after
 every batch: a crash loses at most the batch being written, and a truncated
 stream still reads up to its last whole batch. A large batch is written
 on a thread of its own while the correlation loop correlates it, and the
-loop waits for it (``sync``) before emitting what it caused. When a segment reaches its
-size or age limit it is rewritten as Parquet and a new one starts; the
-oldest Parquet segments are deleted once the log exceeds its retention.
+loop waits for it (``sync``) before emitting what it caused. When a
+segment reaches its size or age limit it is rewritten as Parquet and a new
+one starts; the oldest Parquet segments are deleted once the log exceeds
+its retention.
 Sealing runs on its own thread. While it keeps up it is paced: a burst of
 a tenth of a CPU second every few seconds of a storm delays the alerts
 behind it, so the thread rests between row groups. Once a second full
@@ -195,8 +196,8 @@ def _write(
     batches: list[pa.RecordBatch],
     metadata: dict[bytes, bytes] | None,
 ) -> None:
-    """One appended batch into its segment, flushed (on the writer thread); its new
-    strings ride on its first record batch."""
+    """One appended batch into its segment, flushed (on the writer thread, or at once
+    for a small batch); its new strings ride on its first record batch."""
     for k, batch in enumerate(batches):
         writer.write_batch(batch, custom_metadata=metadata if k == 0 else None)
     sink.flush()

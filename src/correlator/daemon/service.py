@@ -464,8 +464,10 @@ class Daemon:
         self.metrics.ingest_queue_depth.set(self._queue.qsize())
 
     def _correlate(self, batch: AlertBatch) -> None:
-        _, outcome = self.pipeline.process(batch)
-        self._logged()
+        try:
+            _, outcome = self.pipeline.process(batch)
+        finally:  # even when correlating fails, the log's write ends with its batch
+            self._logged()
         reasons = np.bincount(outcome.reason, minlength=len(FATES))
         self.metrics.deduplicated.inc(int(reasons[DROP_DEDUPLICATED]))
         for code in (DROP_INFORMATIONAL, DROP_ORPHAN_RESOLVE):
