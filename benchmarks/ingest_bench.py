@@ -34,7 +34,7 @@ decode process and the fork server), summed, and CPU is theirs too.
         [--latency-batch 100] [--latency-rate 100000]
         [--modes latency,json,json-array,arrow,http,http-64]
         [--backlog 0.25] [--no-event-log] [--plain-arrow] [--keep-state DIR]
-        [--py-spy PATH]
+        [--py-spy PATH] [--threads]
 
 Before the daemon starts, the ``json`` mode's messages are also sent to a
 bare receiver in another process (``zmq_floor``): how many pyzmq carries per
@@ -49,6 +49,11 @@ waits for.
 ``--py-spy PATH`` samples the daemon with that py-spy binary during every
 mode and prints, per thread, the functions holding the most samples (the
 collapsed stacks stay in the state folder with ``--keep-state``).
+``--threads`` prints, per mode, the cores each of the daemon's threads used
+(by the names the daemon gives them: ``correlate``, ``decode``,
+``eventlog-seal`` ...) and the cores' worth of time each was runnable but
+waiting for a CPU: on two cores, what the correlation loop loses to the
+others.
 """
 
 from __future__ import annotations
@@ -357,6 +362,24 @@ class DaemonProcess:
                 total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")
 
+    def thread_times(self) -> dict[tuple[int, int], tuple[str, float, float]]:
+        """Per OS thread of the daemon's processes: its name (the daemon names its threads,
+        ``correlator.threadnames``), CPU seconds so far and seconds spent runnable but
+        waiting for a CPU (``/proc/<pid>/task/<tid>/schedstat``)."""
+        out = {}
+        for pid in self.pids():
+            tids: list[int] = []
+            with suppress(OSError):  # a process that ended meanwhile
+                tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            for tid in tids:
+                task = Path(f"/proc/{pid}/task/{tid}")
+                with suppress(OSError, IndexError, ValueError):
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    waited = int((task / "schedstat").read_text().split()[1]) / 1e9
+                    out[pid, tid] = ((task / "comm").read_text().strip(), cpu, waited)
+        return out
+
     def stop(self) -> None:
         """SIGTERM (drain, flush, snapshot), then SIGKILL if it does not exit in time."""
         if self.process.poll() is None:
@@ -406,6 +429,28 @@ def py_spy(daemon: DaemonProcess, binary: str | None, name: str) -> Iterator[Non
         recorder.wait(timeout=60)
         if out.exists():
             print(summarize_profile(out), file=sys.stderr)
+
+
+@contextmanager
+def thread_report(daemon: DaemonProcess, enabled: bool) -> Iterator[None]:
+    """Print, per thread name, the cores the daemon's threads used while the block ran and
+    the cores' worth of time they were runnable but waited for a CPU (a no-op unless
+    ``enabled``). Threads of one name (the HTTP connections) are summed."""
+    if not enabled:
+        yield
+        return
+    before, started = daemon.thread_times(), time.perf_counter()
+    yield
+    after, seconds = daemon.thread_times(), time.perf_counter() - started
+    used: dict[str, list[float]] = {}
+    for key, (name, cpu, waited) in after.items():
+        _, cpu_before, waited_before = before.get(key, (name, 0.0, 0.0))
+        totals = used.setdefault(name, [0.0, 0.0])
+        totals[0] += (cpu - cpu_before) / seconds
+        totals[1] += (waited - waited_before) / seconds
+    shown = sorted(((c, w, n) for n, (c, w) in used.items() if c >= 0.005), reverse=True)
+    parts = ", ".join(f"{n} {c:.2f} (waited {w:.2f})" for c, w, n in shown)
+    print(f"  threads, cores (runqueue wait): {parts}", file=sys.stderr)
 
 
 def _frame_function(frame: str) -> str:
@@ -838,6 +883,11 @@ def main() -> int:
     parser.add_argument(
         "--py-spy", metavar="PATH", help="py-spy binary: record a flame graph per mode"
     )
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="print per mode the cores each of the daemon's threads used, and waited for",
+    )
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
 
@@ -902,7 +952,7 @@ def main() -> int:
         }
         for mode in modes:
             daemon.reset_peak_rss()
-            with py_spy(daemon, args.py_spy, mode):
+            with py_spy(daemon, args.py_spy, mode), thread_report(daemon, args.threads):
                 if mode == "latency":
                     latency = measure_latency(
                         daemon,

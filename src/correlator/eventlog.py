@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from correlator.schema import ALERT_SCHEMA, LABEL_LEAVES, UNLABELLED
+from correlator.threadnames import NamedThread, name_this_thread
 from correlator.vocab import Vocabulary
 
 log = logging.getLogger("correlator.eventlog")
@@ -337,7 +338,9 @@ class EventLog:
         work = (self._writer, self._sink, whole.to_batches(), metadata)
         if table.num_rows >= WRITE_ASIDE_ROWS:
             if self._writes is None:
-                self._writes = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+                self._writes = ThreadPoolExecutor(
+                    1, thread_name_prefix="eventlog-write", initializer=name_this_thread
+                )
             self._pending = self._writes.submit(_write, *work)
         else:
             self._pending = Future()
@@ -417,7 +420,7 @@ class EventLog:
             self._pace()
             self._sealed.notify_all()
             if self._sealer is None:
-                self._sealer = threading.Thread(
+                self._sealer = NamedThread(
                     target=self._seal_queued, name="eventlog-seal", daemon=True
                 )
                 self._sealer.start()

@@ -18,7 +18,6 @@ its alerts here unchanged. Endpoints:
 
 from __future__ import annotations
 
-import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from correlator.errors import SourceError
+from correlator.threadnames import NamedThread, name_this_thread
 
 if TYPE_CHECKING:
     from correlator.daemon.service import Daemon
@@ -49,6 +49,10 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
         # A reply goes out as two writes (headers, body): with Nagle's algorithm the
         # body waits for the client's delayed ACK of the headers, 40 ms on Linux.
         disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            name_this_thread("http-conn")  # one thread per connection, from ThreadingMixIn
+            super().setup()
 
         def log_message(self, format: str, *args: object) -> None:
             """Requests are counted in metrics, not logged one by one."""
@@ -129,5 +133,5 @@ def serve(daemon: Daemon, listen: str) -> ThreadingHTTPServer:
     """Start serving on ``host:port`` (port 0 picks a free one) in a background thread."""
     host, _, port = listen.rpartition(":")
     server = _Server((host or "127.0.0.1", int(port)), _handler(daemon))
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    NamedThread(target=server.serve_forever, name="http", daemon=True).start()
     return server

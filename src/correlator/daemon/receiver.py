@@ -65,6 +65,7 @@ from correlator.daemon.wire import WIRE_SCHEMA, LabelCoder, NewStrings, WireDeco
 from correlator.decode import STRING_LABELS, Decoded, LabelEncoder, decode_json, empty_table
 from correlator.errors import SourceError
 from correlator.rejects import Reject
+from correlator.threadnames import NamedThread
 
 log = logging.getLogger("correlator.daemon")
 _RECEIVE_BURST = 4096
@@ -433,7 +434,7 @@ class Receiver:
             self._router = self._context.socket(zmq.ROUTER)
             self._router.bind(self.requests_endpoint)
             target, args = self._receive, ()
-        self._thread = threading.Thread(target=target, args=args, name="zmq-receive", daemon=True)
+        self._thread = NamedThread(target=target, args=args, name="zmq-receive", daemon=True)
         self._thread.start()
         return self.endpoints
 

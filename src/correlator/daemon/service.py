@@ -43,6 +43,7 @@ from correlator.rejects import Reject
 from correlator.rules import load_rules
 from correlator.schema import TIMESTAMP, UNLABELLED
 from correlator.sinks.delivery import Dispatcher
+from correlator.threadnames import NamedThread
 from correlator.topology import Topology, load_topology
 from correlator.vocab import Vocabulary
 from correlator.warmup import warm_kernels
@@ -196,7 +197,7 @@ class Daemon:
             self._http = serve(self, self.config.http_listen)
             host, port = self._http.server_address[:2]
             self.http_address = (str(host), int(port))
-        thread = threading.Thread(target=self._loop, name="correlate", daemon=True)
+        thread = NamedThread(target=self._loop, name="correlate", daemon=True)
         thread.start()
         self._threads.append(thread)
         self.metrics.up.set(1)

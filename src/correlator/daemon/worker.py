@@ -38,6 +38,7 @@ from correlator.daemon.receiver import (
 from correlator.daemon.wire import LabelCoder
 from correlator.decode import Decoded
 from correlator.errors import SourceError
+from correlator.threadnames import name_this_thread
 
 
 def _send(out: zmq.Socket, parts: list[Any], parent: int) -> bool:
@@ -143,6 +144,7 @@ def main() -> None:
             return
         line += chunk
     cfg = msgspec.json.decode(line, type=ZmqConfig)
+    name_this_thread("decode")
     warm_decoders(cfg.max_message_bytes)
     # What is left now lives as long as the process: out of the collector's way.
     gc.collect()

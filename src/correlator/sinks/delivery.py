@@ -35,6 +35,7 @@ from correlator.sinks.base import DeliveryError, TicketSink
 from correlator.sinks.outbox import Outbox, OutboxRow
 from correlator.sinks.registry import build_sinks
 from correlator.sinks.routing import DeliveryPolicy, Router, SinkSpec, parse_sink_specs
+from correlator.threadnames import NamedThread
 
 log = logging.getLogger("correlator.sinks")
 _DECODER = msgspec.json.Decoder(IncidentEvent)
@@ -83,7 +84,7 @@ class _Worker:
         self.rng = random.Random(dispatcher.seed)
         self.wake = threading.Event()
         self.checked = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+        self.thread = NamedThread(target=self._run, name=f"sink-{self.name}", daemon=True)
         self.healthy: bool | None = None
         self.error: str | None = None
         self.cursor = 0
