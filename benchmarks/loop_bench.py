@@ -21,20 +21,28 @@ time per batch and per alert; then what fingerprinting the whole storm in
 batches of each size costs per alert, hashing every label set's strings and
 through the normalizer's memo of the label sets seen before.
 
+With ``--parts``, the step's parts (``PARTS``: the wire-id translation,
+normalization, the event log's append, both rule levels, grouping,
+correlation, delivery, and the kernels inside them) are timed in the timed
+passes of the largest size and printed in ms per batch. A part's time
+includes the parts it calls; the timing wrappers add a few microseconds.
+
     python benchmarks/loop_bench.py [--alerts 200000] [--sizes 10,100,1000,10000]
-        [--runs 3] [--max-batches 2000] [--no-event-log]
+        [--runs 3] [--max-batches 2000] [--no-event-log] [--parts]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +61,23 @@ from correlator.scenarios import storm, storm_table, write_cmdb
 from correlator.vocab import Vocabulary
 
 STEP_NS = 1_000_000  # event time between two bursts
+PARTS = (
+    ("correlator.daemon.wire", "LabelTranslator.labels"),
+    ("correlator.batch", "Normalizer.normalize_interned"),
+    ("correlator.fingerprint", "FingerprintMemo.fingerprints"),
+    ("correlator.batch", "_label_fields"),
+    ("correlator.eventlog", "EventLog.append"),
+    ("correlator.rules.first_level", "FirstLevel.process"),
+    ("correlator.rules.second_level", "SecondLevel.process"),
+    ("correlator.rules.tables", "MatchProgram.match_mask"),
+    ("correlator.rules.second_kernel", "run"),
+    ("correlator.rules.second_level", "Grouping.keys"),
+    ("correlator.correlate.engine", "Correlator.process"),
+    ("correlator.correlate.kernel", "correlate"),
+    ("correlator.daemon.service", "Daemon._logged"),
+    ("correlator.daemon.service", "Daemon._deliver"),
+)
+"""The loop step's parts ``--parts`` times: (module, function or Class.method)."""
 
 
 def bursts(table: pa.Table, size: int, coder: LabelCoder) -> list[Decoded]:
@@ -87,9 +112,55 @@ def daemon(folder: Path, cmdb: dict, *, event_log: bool) -> Daemon:
     return Daemon(config)
 
 
-def measure(table: pa.Table, cmdb: dict, size: int, runs: int, *, event_log: bool) -> list[float]:
+def part_label(module_name: str, name: str) -> str:
+    """``Class.method``, or ``module.function`` for a module's function."""
+    return name if "." in name else f"{module_name.rsplit('.', 1)[-1]}.{name}"
+
+
+@contextmanager
+def timed_parts(parts: tuple[tuple[str, str], ...], totals: dict[str, float]) -> Iterator[None]:
+    """While the block runs, every call of each part adds its wall time to ``totals``.
+
+    A module's functions are looked up when called, so replacing the module's
+    attribute catches the calls from other modules (not those from compiled code).
+    """
+    undo = []
+    for module_name, name in parts:
+        label = part_label(module_name, name)
+        owner = importlib.import_module(module_name)
+        *path, attribute = name.split(".")
+        for step in path:
+            owner = getattr(owner, step)
+        original = owner.__dict__[attribute]
+
+        def timed(*args, _original=original, _label=label, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                totals[_label] = totals.get(_label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, attribute, timed)
+        undo.append((owner, attribute, original))
+    try:
+        yield
+    finally:
+        for owner, attribute, original in reversed(undo):
+            setattr(owner, attribute, original)
+
+
+def measure(
+    table: pa.Table,
+    cmdb: dict,
+    size: int,
+    runs: int,
+    *,
+    event_log: bool,
+    parts: dict[str, float] | None = None,
+) -> list[float]:
     """Seconds of loop time per pass over ``table`` in bursts of ``size``, one per run
-    (after an untimed first pass)."""
+    (after an untimed first pass); with ``parts``, the timed passes' time in each of
+    ``PARTS`` is added to it."""
     coder = LabelCoder()
     passes = [bursts(table, size, coder) for _ in range(runs + 1)]
     with tempfile.TemporaryDirectory(prefix="correlator-loop-") as folder:
@@ -102,11 +173,13 @@ def measure(table: pa.Table, cmdb: dict, size: int, runs: int, *, event_log: boo
                 for decoded in work:
                     clock += STEP_NS
                     arrivals.append(_Arrival(decoded, clock, "zmq", "arrow"))
-                started = time.perf_counter()
-                for arrival in arrivals:
-                    target._process([arrival])
-                if number:
-                    seconds.append(time.perf_counter() - started)
+                timing = timed_parts(PARTS, parts) if number and parts is not None else None
+                with timing or nullcontext():
+                    started = time.perf_counter()
+                    for arrival in arrivals:
+                        target._process([arrival])
+                    if number:
+                        seconds.append(time.perf_counter() - started)
         finally:
             if target.event_log is not None:
                 target.event_log.close()
@@ -146,6 +219,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-batches", type=int, default=2_000, help="bursts per pass, at most")
     parser.add_argument("--no-event-log", action="store_true", help="turn the event log off")
+    parser.add_argument(
+        "--parts", action="store_true", help="time the step's parts at the largest size"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -159,18 +235,32 @@ def main() -> None:
         f"event log {'off' if args.no_event_log else 'on'}; medians of {args.runs} passes"
     )
     print(f"{'alerts per batch':>16}  {'ms per batch':>12}  {'us per alert':>12}")
+    parts: dict[str, float] = {}
     for size in sizes:
         # Small bursts over the storm's head only: a pass stays a few seconds long.
         part = table.slice(0, min(table.num_rows, size * args.max_batches))
-        seconds = statistics.median(
-            measure(part, generated.cmdb, size, args.runs, event_log=not args.no_event_log)
+        timings = measure(
+            part,
+            generated.cmdb,
+            size,
+            args.runs,
+            event_log=not args.no_event_log,
+            parts=parts if args.parts and size == max(sizes) else None,
         )
+        seconds = statistics.median(timings)
         batches = part.num_rows // size
+        timed_batches = batches * len(timings)
         print(
             f"{size:>16,}  {seconds / batches * 1e3:>12.3f}  "
             f"{seconds / (batches * size) * 1e6:>12.3f}",
             flush=True,
         )
+    if parts:
+        print(f"\nparts of the step at {max(sizes):,} alerts per batch, ms per batch (all runs)")
+        for module_name, name in PARTS:
+            label = part_label(module_name, name)
+            if label in parts:
+                print(f"{label:>36}  {parts[label] / timed_batches * 1e3:>8.3f}")
     print("\nfingerprints, us per alert (one core): hashing the strings each time / memo")
     for size in sizes:
         hashed, memo = fingerprint_costs(table, size)
