@@ -183,6 +183,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _cpu_seconds(stat: Path) -> float:
+    """User plus system CPU seconds from a ``/proc`` ``stat`` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class DaemonProcess:
     """``correlator run`` in a child process, with its metrics and memory readable from here."""
 
@@ -355,12 +361,11 @@ class DaemonProcess:
 
         A process that ended is not counted (the decode process lives as long as the daemon).
         """
-        total = 0
+        total = 0.0
         for pid in self.pids():
             with suppress(OSError, IndexError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+                total += _cpu_seconds(Path(f"/proc/{pid}/stat"))
+        return total
 
     def thread_times(self) -> dict[tuple[int, int], tuple[str, float, float]]:
         """Per OS thread of the daemon's processes: its name (the daemon names its threads,
@@ -374,8 +379,7 @@ class DaemonProcess:
             for tid in tids:
                 task = Path(f"/proc/{pid}/task/{tid}")
                 with suppress(OSError, IndexError, ValueError):
-                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    cpu = _cpu_seconds(task / "stat")
                     waited = int((task / "schedstat").read_text().split()[1]) / 1e9
                     out[pid, tid] = ((task / "comm").read_text().strip(), cpu, waited)
         return out
